@@ -1,0 +1,1 @@
+"""The ``lossensemble`` command line (one module per subcommand)."""

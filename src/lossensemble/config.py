@@ -1,0 +1,438 @@
+"""Typed run configuration: YAML files plus dotted command-line overrides.
+
+A configuration is a tree of dataclasses (:class:`Config` at the root). It is read
+from YAML with ``yaml.safe_load`` (so Python-object tags are refused), merged with
+overrides such as ``train.epochs=3`` or ``losses=[classification,triplet]``, and
+validated field by field: an unknown key or a value of the wrong type raises
+:class:`ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lossensemble.errors import UserError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "WeightingConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "CompressionConfig",
+    "Config",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "save_config",
+]
+
+
+class ConfigError(UserError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train and evaluate on, and how batches are drawn."""
+
+    name: str = "glyphs"
+    root: str | None = None
+    image_size: int = 64
+    # Dataset-specific keyword arguments passed to ``build_dataset`` (e.g. glyph counts).
+    options: dict[str, Any] = field(default_factory=dict)
+    # Fraction of the training classes held out as a validation split (0 = none).
+    val_fraction: float = 0.0
+    batch_size: int = 64
+    m_per_class: int = 4
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The shared backbone and the embedding heads (one per loss)."""
+
+    backbone: str = "small_cnn"
+    pretrained: bool = False
+    # Where pretrained weights are looked for (safetensors / torch state dict); None = default cache.
+    weights: str | None = None
+    embedding_dim: int = 64
+    freeze_bn: bool = False
+
+
+@dataclass
+class LossConfig:
+    """One baseline learner: a loss by registry name with its own options."""
+
+    name: str = "triplet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_losses() -> list[LossConfig]:
+    return [
+        LossConfig("classification"),
+        LossConfig("triplet"),
+        LossConfig("binomial"),
+        LossConfig("proxy_nca"),
+    ]
+
+
+@dataclass
+class WeightingConfig:
+    """How the per-loss terms are combined (see DESIGN.md §1)."""
+
+    scheme: str = "equal"  # equal | learned | fixed | uncertainty
+    scale: str = "none"  # none | running_mean
+    prior: list[float] | None = None  # learned: initial weights (normalised to sum 1)
+    weights: list[float] | None = None  # fixed: the weights
+    penalty: float = 1.0e4  # learned: P in P * (sum w - 1)^2
+    diversity: float = 0.0  # lambda of the head-diversity regulariser (paper's WEDL: 0.01)
+    diversity_margin: float = 2.0
+
+
+@dataclass
+class LearningRates:
+    """Per-parameter-group learning rates (DESIGN.md §1, training recipe)."""
+
+    backbone: float = 1.0e-3
+    heads: float = 1.0e-3
+    loss_params: float = 1.0e-2
+    weights: float = 1.0e-4
+    compressor: float = 1.0e-3
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation budget and schedule."""
+
+    epochs: int = 10
+    # Steps per epoch; None = one pass over the training set's batches.
+    steps_per_epoch: int | None = None
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: LearningRates = field(default_factory=LearningRates)
+    weight_decay: float = 1.0e-4
+    eps: float = 1.0e-8
+    momentum: float = 0.9
+    lr_decay: float = 1.0  # exponential decay per epoch (paper: 0.94)
+    grad_clip: float | None = 10.0
+    amp: bool = True  # mixed precision, only on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads on CPU; None = leave as is
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the unseen test classes."""
+
+    k: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    distance: str = "cosine"  # cosine | euclidean
+    batch_size: int = 256
+    nmi: bool = True
+    max_items: int | None = None  # subsample the test split (for quick runs); None = all
+
+
+@dataclass
+class CompressionConfig:
+    """Distance-based compression of the ensemble embedding (DESIGN.md §1)."""
+
+    enabled: bool = False
+    variant: str = "mlp"  # mlp (paper) | direct (compact head on backbone features)
+    dim: int | None = None  # None = one head's embedding_dim
+    objective: str = "frobenius"  # frobenius (paper) | softmax
+    epochs: int = 5  # post-hoc training epochs
+
+
+@dataclass
+class Config:
+    """A whole run: data, model, losses, weighting, training, evaluation, compression."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: list[LossConfig] = field(default_factory=_default_losses)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+    def validate(self) -> "Config":
+        """Check value ranges that types alone cannot express; returns self."""
+        _check(self.seed >= 0, "seed", "must be >= 0")
+        d = self.data
+        _check(d.image_size >= 8, "data.image_size", "must be >= 8")
+        _check(d.batch_size >= 2, "data.batch_size", "must be >= 2")
+        _check(d.m_per_class >= 2, "data.m_per_class", "must be >= 2 (pairs need two images of a class)")
+        _check(d.batch_size % d.m_per_class == 0, "data.batch_size",
+               f"must be a multiple of data.m_per_class ({d.m_per_class})")
+        _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+        _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+        _check(self.model.embedding_dim >= 1, "model.embedding_dim", "must be >= 1")
+        _check(len(self.losses) >= 1, "losses", "must name at least one loss")
+        names = [loss.name for loss in self.losses]
+        _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
+        w = self.weighting
+        _check(w.scheme in ("equal", "learned", "fixed", "uncertainty"), "weighting.scheme",
+               f"must be one of equal, learned, fixed, uncertainty; got {w.scheme!r}")
+        _check(w.scale in ("none", "running_mean"), "weighting.scale",
+               f"must be 'none' or 'running_mean'; got {w.scale!r}")
+        m = len(self.losses)
+        if w.scheme == "fixed":
+            _check(w.weights is not None and len(w.weights) == m, "weighting.weights",
+                   f"scheme 'fixed' needs one weight per loss ({m})")
+            _check(all(x >= 0 for x in w.weights or []), "weighting.weights", "must be >= 0")
+        if w.prior is not None:
+            _check(len(w.prior) == m and all(x > 0 for x in w.prior), "weighting.prior",
+                   f"needs {m} positive numbers, one per loss")
+        _check(w.penalty >= 0, "weighting.penalty", "must be >= 0")
+        _check(w.diversity >= 0, "weighting.diversity", "must be >= 0")
+        t = self.train
+        _check(t.epochs >= 1, "train.epochs", "must be >= 1")
+        _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch", "must be >= 1")
+        _check(t.optimizer in ("adam", "adamw", "sgd"), "train.optimizer",
+               f"must be adam, adamw or sgd; got {t.optimizer!r}")
+        for name in ("backbone", "heads", "loss_params", "weights", "compressor"):
+            _check(getattr(t.lr, name) >= 0, f"train.lr.{name}", "must be >= 0")
+        _check(0 < t.lr_decay <= 1, "train.lr_decay", "must be in (0, 1]")
+        _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
+        _check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
+        _check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
+        e = self.eval
+        _check(len(e.k) >= 1 and all(k >= 1 for k in e.k), "eval.k", "needs positive integers")
+        _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")
+        _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        c = self.compression
+        _check(c.variant in ("mlp", "direct"), "compression.variant", "must be 'mlp' or 'direct'")
+        _check(c.objective in ("frobenius", "softmax"), "compression.objective",
+               "must be 'frobenius' or 'softmax'")
+        _check(c.dim is None or c.dim >= 1, "compression.dim", "must be >= 1")
+        return self
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+# --------------------------------------------------------------------------------------
+# dict <-> dataclass conversion with type checking
+# --------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = args or (Any,)
+        return [_coerce(v, item_tp, f"{key}.{i}") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"{dotted}: unknown key{hint}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _normalise_losses(data: dict[str, Any]) -> dict[str, Any]:
+    """Allow ``losses: [triplet, {name: binomial, options: {...}}]`` shorthand."""
+    losses = data.get("losses")
+    if isinstance(losses, (list, tuple)):
+        data = dict(data)
+        data["losses"] = [{"name": item} if isinstance(item, str) else item for item in losses]
+    return data
+
+
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """Build and validate a :class:`Config` from a plain mapping (as read from YAML)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
+    return _from_dict(Config, _normalise_losses(data)).validate()
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The plain-data form of a config (for YAML/JSON output)."""
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------------------
+# overrides and files
+# --------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``key.sub=value`` overrides applied.
+
+    Values are parsed as YAML (``3`` -> int, ``[a,b]`` -> list, ``null`` -> None).
+    A numeric path component indexes a list (``losses.1.options.margin=0.2``).
+    """
+    data = _normalise_losses(copy.deepcopy(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. train.epochs=3)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r}: empty key")
+        parts = key.split(".")
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            path = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, part, path)]
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"{path}: is not a section, cannot set {key}")
+        value = _parse_value(raw)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, key)] = value
+        else:
+            node[last] = value
+        data = _normalise_losses(data)
+    return data
+
+
+def _list_index(node: list, part: str, path: str) -> int:
+    try:
+        idx = int(part)
+    except ValueError:
+        raise ConfigError(f"{path}: expected a list index, got {part!r}") from None
+    if not -len(node) <= idx < len(node):
+        raise ConfigError(f"{path}: index {idx} out of range (list has {len(node)} items)")
+    return idx
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping safely; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Load a config: ``base`` mapping, then the YAML file, then dotted overrides."""
+    data: dict[str, Any] = copy.deepcopy(base) if base else {}
+    if path is not None:
+        data = _merge(data, _normalise_losses(read_yaml(path)))
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
