@@ -1,0 +1,249 @@
+"""Backbone registry: feature extractors shared by all embedding heads.
+
+A backbone maps an image batch ``(B, 3, H, W)`` to pooled features ``(B, F)``.
+torchvision provides the real networks (ResNets and any other classification model
+it ships); timm models are available as ``timm:<name>`` when timm is installed.
+``small_cnn`` is our own light network, sized to train in minutes on a CPU on the
+embedded glyph data.
+
+Pretrained weights are never downloaded silently: they are read from
+``model.weights`` (a safetensors file or a torch state dict loaded with
+``weights_only=True``) or from torch's hub cache when torchvision's file is already
+there. When ``pretrained`` is asked for and no weights can be found, a
+:class:`UserError` says where they were looked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lossensemble.errors import UserError
+
+__all__ = [
+    "Backbone",
+    "BACKBONES",
+    "register_backbone",
+    "available_backbones",
+    "build_backbone",
+    "load_state_dict_file",
+    "freeze_batchnorm",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Backbone(nn.Module):
+    """A feature extractor with a known output width ``feature_dim``."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, pool: bool = True) -> None:
+        super().__init__()
+        self.body = body
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool else nn.Identity()
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.body(x)), 1)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one registered backbone."""
+
+    factory: Callable[[bool, str | None], Backbone]
+    description: str
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, description: str = ""):
+    """Decorator adding a ``factory(pretrained, weights) -> Backbone`` to the registry."""
+
+    def wrap(factory: Callable[[bool, str | None], Backbone]):
+        BACKBONES[name] = BackboneSpec(factory, description)
+        return factory
+
+    return wrap
+
+
+def available_backbones() -> list[str]:
+    return sorted(BACKBONES)
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+@register_backbone("small_cnn", "4-layer CNN (ours), 256 features; trains in minutes on CPU")
+def _small_cnn(pretrained: bool, weights: str | None) -> Backbone:
+    body = nn.Sequential(
+        _conv_block(3, 32),
+        nn.MaxPool2d(2),
+        _conv_block(32, 64),
+        nn.MaxPool2d(2),
+        _conv_block(64, 128),
+        nn.MaxPool2d(2),
+        _conv_block(128, 256),
+    )
+    net = Backbone(body, 256)
+    if pretrained or weights:
+        if not weights:
+            raise UserError(
+                "model.pretrained: small_cnn has no published weights; give a file in "
+                "model.weights (e.g. from a run pretrained on the glyphs 'pretrain' split)"
+            )
+        _load_into(net, weights)
+    return net
+
+
+def _torchvision_factory(arch: str) -> Callable[[bool, str | None], Backbone]:
+    def factory(pretrained: bool, weights: str | None) -> Backbone:
+        import torchvision
+
+        model = torchvision.models.get_model(arch, weights=None)
+        # Replace the classifier with the identity: the pooled features are the output.
+        if hasattr(model, "fc") and isinstance(model.fc, nn.Linear):
+            feature_dim = model.fc.in_features
+            model.fc = nn.Identity()
+        elif hasattr(model, "classifier"):
+            last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
+            if not last:
+                raise UserError(f"model.backbone: cannot find the classifier of torchvision '{arch}'")
+            feature_dim = last[0].in_features
+            model.classifier = nn.Identity()
+        elif hasattr(model, "heads"):
+            feature_dim = model.heads[-1].in_features
+            model.heads = nn.Identity()
+        else:
+            raise UserError(f"model.backbone: torchvision '{arch}' is not a supported layout")
+        net = Backbone(model, feature_dim, pool=False)
+        if weights:
+            _load_into(net.body, weights, ignore_prefixes=("fc.", "classifier.", "heads."))
+        elif pretrained:
+            _load_into(net.body, str(_torchvision_cached_weights(arch)), ignore_prefixes=("fc.", "classifier.", "heads."))
+        return net
+
+    return factory
+
+
+def _torchvision_cached_weights(arch: str) -> Path:
+    """Path of torchvision's default weights for ``arch`` if already in the hub cache."""
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UserError(f"model.pretrained: torchvision has no pretrained weights for '{arch}'") from None
+    default = enum.DEFAULT
+    filename = Path(default.url).name
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not path.is_file():
+        raise UserError(
+            f"model.pretrained: weights for {arch} not found at {path} and this library never "
+            f"downloads at run time; download {default.url} to that path, or pass "
+            f"model.weights=FILE, or set model.pretrained=false to train from random init"
+        )
+    return path
+
+
+for _arch, _desc in [
+    ("resnet18", "torchvision ResNet-18, 512 features"),
+    ("resnet34", "torchvision ResNet-34, 512 features"),
+    ("resnet50", "torchvision ResNet-50, 2048 features"),
+    ("efficientnet_b0", "torchvision EfficientNet-B0, 1280 features"),
+    ("mobilenet_v3_small", "torchvision MobileNetV3-Small, 576 features"),
+]:
+    register_backbone(_arch, _desc)(_torchvision_factory(_arch))
+
+
+def _timm_backbone(name: str, pretrained: bool, weights: str | None) -> Backbone:
+    try:
+        import timm
+    except ImportError:
+        raise UserError(f"model.backbone: 'timm:{name}' needs timm (pip install timm)") from None
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    except Exception as exc:  # timm raises RuntimeError for unknown names
+        raise UserError(f"model.backbone: timm has no model '{name}' ({exc})") from None
+    net = Backbone(model, model.num_features, pool=False)
+    if weights:
+        _load_into(net.body, weights, ignore_prefixes=("head.", "fc.", "classifier."))
+    elif pretrained:
+        raise UserError(
+            f"model.pretrained: timm weights are not downloaded at run time; pass model.weights=FILE "
+            f"for timm:{name} or set model.pretrained=false"
+        )
+    return net
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict safely: safetensors, or torch's format with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: cannot be loaded safely as weights ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict")
+    return state
+
+
+def _load_into(module: nn.Module, path: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    state = load_state_dict_file(path)
+    # Accept files saved from a whole Backbone ("body."-prefixed) or from the bare network.
+    own = module.state_dict()
+    if not any(k in own for k in state) and any(k.startswith("body.") for k in state):
+        state = {k[len("body."):]: v for k, v in state.items() if k.startswith("body.")}
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(ignore_prefixes)]
+    if missing:
+        raise UserError(f"{path}: weights do not fit the backbone (missing {len(missing)} tensors, e.g. {missing[0]})")
+    if unexpected:
+        log.warning("%s: %d unused tensors in the weights file (e.g. %s)", path, len(unexpected), unexpected[0])
+    log.info("loaded backbone weights from %s", path)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode with frozen affine parameters."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def build_backbone(name: str, pretrained: bool = False, weights: str | None = None) -> Backbone:
+    """Build a backbone by registry name (or ``timm:<name>``)."""
+    if name.startswith("timm:"):
+        return _timm_backbone(name[5:], pretrained, weights)
+    if name not in BACKBONES:
+        close = difflib.get_close_matches(name, BACKBONES, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(
+            f"model.backbone: unknown backbone {name!r}{hint} (available: {', '.join(available_backbones())}, "
+            f"or timm:<name>)"
+        )
+    return BACKBONES[name].factory(pretrained, weights)

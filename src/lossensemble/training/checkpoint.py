@@ -1,0 +1,115 @@
+"""Checkpoints as single safetensors files, written atomically, read without pickle.
+
+One file holds every tensor of a training state (model, loss parameters, loss
+weighting, optimiser moments, random-number-generator states) under prefixed
+names; the non-tensor state (epoch, history, optimiser hyper-parameters) is JSON in
+the file's metadata. Writing goes to a temporary file in the same folder, which is
+flushed, fsync'ed and renamed over the target: a checkpoint is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from lossensemble.errors import UserError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "save_checkpoint",
+    "load_checkpoint",
+    "flatten_optimizer_state",
+    "unflatten_optimizer_state",
+]
+
+_META_KEY = "lossensemble_state"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """Save tensors + JSON-serialisable state into one safetensors file, atomically."""
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    data = save(clean, metadata={_META_KEY: json.dumps(state)})
+    atomic_write_bytes(path, data)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = json.loads(meta.get(_META_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: damaged or not a lossensemble checkpoint ({exc})") from None
+    return tensors, state
+
+
+def flatten_optimizer_state(opt: torch.optim.Optimizer, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser's state_dict into tensors (for safetensors) and JSON-able rest."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict, prefix: str = "optim.") -> dict:
+    """Inverse of :func:`flatten_optimizer_state`: a state_dict for ``Optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith(prefix):
+            continue
+        idx, key = name[len(prefix):].split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(extra)
+    return {"state": state, "param_groups": meta["param_groups"]}
