@@ -135,10 +135,10 @@ class ProxyNCALoss(MetricLoss):
         self.smoothing = smoothing if num_classes > 1 else 0.0
         self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim) / 8)
 
-    def smoothed_targets(self, labels: Tensor) -> Tensor:
+    def smoothed_targets(self, labels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """[B, C] target distribution: 1 - smoothing on the label, the rest spread evenly."""
         off = self.smoothing / max(self.num_classes - 1, 1)
-        targets = torch.full((len(labels), self.num_classes), off, device=labels.device)
+        targets = torch.full((len(labels), self.num_classes), off, device=labels.device, dtype=dtype)
         return targets.scatter_(1, labels.unsqueeze(1), 1.0 - self.smoothing)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
@@ -146,4 +146,4 @@ class ProxyNCALoss(MetricLoss):
         p = F.normalize(self.proxies, dim=1)
         sq_dist = (2.0 * self.scale**2) * (1.0 - x @ p.t())
         log_prob = F.log_softmax(-sq_dist, dim=1)
-        return -(self.smoothed_targets(labels) * log_prob).sum(dim=1).mean()
+        return -(self.smoothed_targets(labels, log_prob.dtype) * log_prob).sum(dim=1).mean()
