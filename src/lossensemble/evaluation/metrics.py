@@ -211,7 +211,9 @@ def _average_precision_at_r(relevant: np.ndarray, r: np.ndarray) -> tuple[np.nda
     within_r = np.arange(width)[None, :] < r[:, None]
     rel = relevant & within_r
     cum = np.cumsum(rel, axis=1, dtype=np.int64)
-    precision_sum = (cum * rel / np.arange(1, width + 1)[None, :]).sum(axis=1)
+    # a sequential sum (cumsum), so trailing columns of zeros never change the rounding
+    terms = cum * rel / np.arange(1, width + 1)[None, :]
+    precision_sum = np.cumsum(terms, axis=1)[:, -1] if width else np.zeros(len(r))
     with np.errstate(invalid="ignore", divide="ignore"):
         map_r = np.where(r > 0, precision_sum / r, np.nan)
         r_prec = np.where(r > 0, cum[:, -1] / r, np.nan) if width else np.full(len(r), np.nan)
