@@ -425,8 +425,10 @@ def load_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> Config:
-    """Load a config: ``base`` mapping, then the YAML file, then dotted overrides."""
-    data: dict[str, Any] = copy.deepcopy(base) if base else {}
+    """Load a config: defaults, then the ``base`` mapping, then the YAML file, then dotted overrides."""
+    data = config_to_dict(Config())
+    if base:
+        data = _merge(data, _normalise_losses(base))
     if path is not None:
         data = _merge(data, _normalise_losses(read_yaml(path)))
     data = apply_overrides(data, overrides or [])

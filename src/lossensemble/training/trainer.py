@@ -241,6 +241,8 @@ class Trainer:
             "optimizer": opt_meta,
             "scheduler": self.scheduler.state_dict(),
             "head_names": self.model.head_names,
+            "num_classes": self.train_set.num_classes,
+            "compressor": self.compression.meta() if self.compression is not None else None,
             "weights": self.weighting.weights().tolist(),
         }
         save_checkpoint(path, tensors, state)

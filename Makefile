@@ -1,0 +1,29 @@
+# Quick start:  make demo   (set up + run the demo)    make test   (set up + run the tests)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# pytest workers: CI machines have 2 cores; each worker runs torch with one thread.
+TEST_WORKERS ?= 2
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lossensemble demo -o demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

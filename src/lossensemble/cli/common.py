@@ -1,0 +1,45 @@
+"""Helpers shared by the subcommands: config lookup, result printing."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from lossensemble.errors import UserError
+
+__all__ = ["packaged_configs", "resolve_config", "add_overrides_argument"]
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Configs shipped with the package (``configs/*.yaml``), by name without extension."""
+    root = resources.files("lossensemble") / "configs"
+    out = {}
+    try:
+        for entry in root.iterdir():
+            if entry.name.endswith(".yaml"):
+                out[entry.name[:-5]] = Path(str(entry))
+    except FileNotFoundError:  # pragma: no cover - broken install
+        pass
+    return out
+
+
+def resolve_config(name_or_path: str | None) -> Path | None:
+    """A config path: an existing file, or the name of a packaged config (``glyphs-demo``)."""
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = packaged_configs()
+    key = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if key in shipped and (path.parent == Path(".") or path.parent.name == "configs"):
+        return shipped[key]
+    names = ", ".join(sorted(shipped)) or "none"
+    raise UserError(f"config file not found: {name_or_path} (packaged configs: {names})")
+
+
+def add_overrides_argument(parser) -> None:
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="dotted config overrides, e.g. train.epochs=3 model.embedding_dim=128 losses=[triplet,binomial]",
+    )

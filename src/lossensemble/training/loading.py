@@ -1,0 +1,84 @@
+"""Rebuilding a trained model from a run folder (for evaluate, compress, export)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lossensemble.config import Config, load_config
+from lossensemble.errors import UserError
+from lossensemble.models import EnsembleModel
+from lossensemble.training.checkpoint import load_checkpoint
+from lossensemble.training.run import RunPaths
+from lossensemble.training.trainer import build_components, resolve_device
+
+__all__ = ["LoadedRun", "load_run", "attach_compressor"]
+
+
+@dataclass
+class LoadedRun:
+    """A trained run in memory: config, model (eval mode), losses, weighting, device."""
+
+    cfg: Config
+    paths: RunPaths
+    model: EnsembleModel
+    losses: nn.ModuleList
+    weighting: nn.Module
+    device: torch.device
+    state: dict
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.weighting.weights().detach()
+
+    def embed_fn(self):
+        weights = self.weights.to(self.device)
+        amp = self.cfg.train.amp and self.device.type == "cuda"
+
+        def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+                return self.model.embed(images, weights)
+
+        return fn
+
+
+def attach_compressor(model: EnsembleModel, meta: dict) -> None:
+    """Give ``model`` the compressor described by checkpoint metadata (weights loaded later)."""
+    from lossensemble.compression import build_compressor
+
+    model.compressor = build_compressor(meta["variant"], meta["in_dim"], meta["dim"], hidden=meta.get("hidden"))
+    model.compressor_input = "features" if meta["variant"] == "direct" else "ensemble"
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> LoadedRun:
+    """Load a run's config and checkpoint (``last`` or ``best``) into an eval-mode model."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.root.is_dir():
+        raise UserError(f"run folder not found: {paths.root}")
+    if not paths.config.is_file():
+        raise UserError(f"{paths.root} is not a run folder (no config.yaml)")
+    cfg = load_config(paths.config)
+    ckpt = paths.best if checkpoint == "best" else paths.last
+    if checkpoint not in ("best", "last"):
+        ckpt = Path(checkpoint)
+    tensors, state = load_checkpoint(ckpt)
+    if "num_classes" not in state:
+        raise UserError(f"{ckpt}: checkpoint lacks num_classes (written by an older version?)")
+    model, losses, weighting = build_components(cfg, state["num_classes"])
+    if state.get("compressor"):
+        attach_compressor(model, state["compressor"])
+    for prefix, module in (("model.", model), ("losses.", losses), ("weighting.", weighting)):
+        sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(sub)
+        except RuntimeError as exc:
+            raise UserError(f"{ckpt}: does not match the run's config ({str(exc).splitlines()[0]})") from None
+    dev = resolve_device(device or cfg.train.device)
+    model.to(dev).eval()
+    losses.to(dev).eval()
+    weighting.to(dev).eval()
+    return LoadedRun(cfg, paths, model, losses, weighting, dev, state)
