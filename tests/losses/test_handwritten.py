@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lossensemble.losses import build_loss
 
@@ -136,3 +138,15 @@ def test_binomial_and_proxy_nca_gradients_match_reference_by_finite_differences(
         loss_fn = build_loss(name, num_classes=3, embedding_dim=4).double()
         emb = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda e: loss_fn.compute(e, y), (emb,))
+
+
+@settings(max_examples=25, deadline=None)
+@given(labels=st.lists(st.integers(0, 3), min_size=1, max_size=9), seed=st.integers(0, 2**16))
+def test_binomial_and_proxy_nca_match_references_on_any_labels(labels: list[int], seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    emb, y = torch.randn(len(labels), 3, dtype=torch.float64, generator=g), torch.tensor(labels)
+    binomial = build_loss("binomial", num_classes=4, embedding_dim=3)
+    assert binomial.compute(emb, y).item() == pytest.approx(_ref_binomial(emb, y), rel=1e-9, abs=1e-12)
+    proxy = build_loss("proxy_nca", num_classes=4, embedding_dim=3).double()
+    want = _ref_proxy_nca(emb, y, proxy.proxies.detach(), 3.0, 0.1)
+    assert proxy.compute(emb, y).item() == pytest.approx(want, rel=1e-9)
