@@ -1,0 +1,419 @@
+"""``glyphs``: the embedded offline dataset of characters rendered from matplotlib's fonts (DESIGN.md §3).
+
+Class = character; the images of a class are the character drawn in different font
+faces, each with a random affine jitter and stroke width. Three parts make it:
+
+* :class:`FontSet`: the usable TrueType faces matplotlib ships and their character maps;
+* :func:`load_glyph_pool`: the pool of usable characters (covered by many faces, with
+  enough ink, look-alikes removed), in a fixed pseudo-random order, cached as JSON;
+* :class:`GlyphRenderer`: draws the jittered samples of one class, deterministically for
+  a seed; :func:`render_glyph_block` renders a list of classes and caches the arrays.
+
+Splits take classes from the pool's fixed order: train classes first, then test
+classes; "pretrain" takes classes from the end of the pool, disjoint from both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
+from tqdm.auto import tqdm
+
+from lossensemble.errors import DataError
+
+from .cache import atomic_save_npz, atomic_write_json, cache_dir
+from .images import ArrayImageDataset
+from .registry import DatasetSource, register_dataset
+from .splits import Catalog, select_split
+
+__all__ = ["FontSet", "GlyphClass", "GlyphRenderer", "load_glyph_pool", "render_glyph_block", "Glyphs"]
+
+log = logging.getLogger(__name__)
+
+_STYLES = {"Sans": ("", "-Bold", "-Oblique", "-BoldOblique"),
+           "SansMono": ("", "-Bold", "-Oblique", "-BoldOblique"),
+           "Serif": ("", "-Bold", "-Italic", "-BoldItalic")}
+#: Faces usable for every character they cover (DESIGN.md §3).
+FULL_FACES: tuple[str, ...] = tuple(
+    f"DejaVu{family}{style}.ttf" for family, styles in _STYLES.items() for style in styles
+) + ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf")
+#: Computer Modern faces: usable for printable ASCII only (other code points are TeX-encoded).
+ASCII_FACES: tuple[str, ...] = ("cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf")
+
+POOL_VERSION = 1
+MIN_FACES = 12  # a character needs this many usable faces
+LOOKALIKE_COSINE = 0.95  # two characters whose renders are this similar are one class
+FACE_MIN_INK = 0.02  # a face whose fitted render has less ink does not count for the character
+CHAR_MIN_INK = 0.05  # median ink over faces: below it (hyphens, accents, modifier letters) little signal
+_SIM_SIZE = 24  # renders compared for look-alikes (pixels)
+_SIM_FONT_SIZE = 48
+_MARGIN = 0.12  # empty border kept around a fitted glyph, room for the jitter
+
+
+def _excluded(code: int) -> bool:
+    """Whitespace, control, combining marks, Braille and box drawing are not classes."""
+    if 0x2800 <= code <= 0x28FF or 0x2500 <= code <= 0x257F:
+        return True
+    return unicodedata.category(chr(code))[0] in "ZCM"
+
+
+class FontSet:
+    """The usable TrueType faces that matplotlib installs and the characters each covers."""
+
+    def __init__(self, font_dir: str | Path | None = None) -> None:
+        if font_dir is None:
+            import matplotlib
+
+            font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        self.font_dir = Path(font_dir)
+        names = [n for n in FULL_FACES + ASCII_FACES if (self.font_dir / n).is_file()]
+        if len([n for n in names if n in FULL_FACES]) < MIN_FACES:
+            raise DataError(
+                f"glyphs: found {len(names)} of matplotlib's fonts in {self.font_dir}; need at least "
+                f"{MIN_FACES} of {', '.join(FULL_FACES)} (reinstall matplotlib)"
+            )
+        self.names: list[str] = names
+        self._fonts: dict[tuple[int, int], ImageFont.FreeTypeFont] = {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the renders depend on: face files (name, size), Pillow and FreeType versions."""
+        return {
+            "faces": [[n, (self.font_dir / n).stat().st_size] for n in self.names],
+            "pillow": Image.__version__,
+            "freetype": features.version("freetype2"),
+        }
+
+    def coverage(self) -> list[set[int]]:
+        """For each face, the code points it can draw (ASCII-only faces restricted to printable ASCII)."""
+        from fontTools.ttLib import TTFont
+
+        out = []
+        for name in self.names:
+            with TTFont(self.font_dir / name, lazy=True) as font:
+                codes = set(font.getBestCmap() or {})
+            if name in ASCII_FACES:
+                codes = {c for c in codes if 0x21 <= c <= 0x7E}
+            out.append(codes)
+        return out
+
+    def font(self, face: int, size: int) -> ImageFont.FreeTypeFont:
+        key = (face, size)
+        if key not in self._fonts:
+            # BASIC layout: one character needs no shaping, and it is faster than raqm.
+            self._fonts[key] = ImageFont.truetype(
+                str(self.font_dir / self.names[face]), size, layout_engine=ImageFont.Layout.BASIC
+            )
+        return self._fonts[key]
+
+
+def draw_fitted(font: ImageFont.FreeTypeFont, char: str, box: int, margin: float) -> Image.Image | None:
+    """``char`` drawn white on black, scaled (aspect kept) to fill ``box`` less a margin, centred; None if blank."""
+    left, top, right, bottom = font.getbbox(char)
+    width, height = right - left, bottom - top
+    if width <= 0 or height <= 0:
+        return None
+    glyph = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(glyph).text((-left, -top), char, font=font, fill=255)
+    inner = max(1.0, box * (1 - 2 * margin))
+    scale = inner / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    glyph = glyph.resize(size, Image.Resampling.BILINEAR)
+    tile = Image.new("L", (box, box), 0)
+    tile.paste(glyph, ((box - size[0]) // 2, (box - size[1]) // 2))
+    return tile
+
+
+@dataclass(frozen=True)
+class GlyphClass:
+    """One class of the pool: a character and the faces (indices into :class:`FontSet`) that draw it well."""
+
+    char: str
+    faces: tuple[int, ...]
+
+
+def _order_key(char: str) -> bytes:
+    """Fixed pseudo-random order of the pool, stable across versions (a hash of the character)."""
+    return hashlib.blake2b(char.encode("utf-8"), digest_size=8).digest()
+
+
+def select_glyph_pool(fonts: FontSet, progress: bool = True) -> list[GlyphClass]:
+    """Compute the pool: characters drawn by >= MIN_FACES faces with enough ink, look-alikes removed.
+
+    Two characters are look-alikes when the cosine similarity of their fitted renders,
+    averaged over the faces that draw both, reaches LOOKALIKE_COSINE; the one with the
+    lower code point is kept (Latin A over Greek Alpha and Cyrillic A).
+    """
+    coverage = fonts.coverage()
+    counts: dict[int, int] = {}
+    for codes in coverage:
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    candidates = sorted(c for c, n in counts.items() if n >= MIN_FACES and not _excluded(c))
+    n, dim = len(candidates), _SIM_SIZE * _SIM_SIZE
+    renders = np.zeros((len(fonts.names), n, dim), dtype=np.uint8)
+    for j, code in enumerate(tqdm(candidates, desc="glyphs: choosing characters", unit="char", disable=not progress)):
+        for face, codes in enumerate(coverage):
+            if code in codes:
+                tile = draw_fitted(fonts.font(face, _SIM_FONT_SIZE), chr(code), _SIM_SIZE, 1 / _SIM_SIZE)
+                if tile is not None:
+                    renders[face, j] = np.asarray(tile).ravel()
+    ink = renders.mean(axis=2) / 255.0  # faces x chars
+    usable = ink >= FACE_MIN_INK
+    median_ink = np.array([np.median(ink[usable[:, j], j]) if usable[:, j].any() else 0.0 for j in range(n)])
+    keep = (usable.sum(axis=0) >= MIN_FACES) & (median_ink >= CHAR_MIN_INK)
+
+    similarity = np.zeros((n, n), dtype=np.float32)
+    for face in range(len(fonts.names)):
+        vectors = renders[face].astype(np.float32) * usable[face][:, None]
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+        similarity += vectors @ vectors.T
+    shared = usable.T.astype(np.float32) @ usable.astype(np.float32)
+    similarity /= np.maximum(shared, 1.0)
+
+    kept: list[int] = []
+    for j in np.flatnonzero(keep):
+        if not kept or similarity[j, kept].max() < LOOKALIKE_COSINE:
+            kept.append(int(j))
+    pool = [GlyphClass(chr(candidates[j]), tuple(int(f) for f in np.flatnonzero(usable[:, j]))) for j in kept]
+    return sorted(pool, key=lambda g: _order_key(g.char))
+
+
+def _key(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pool_settings(fonts: FontSet) -> dict[str, Any]:
+    return {
+        "version": POOL_VERSION, "fonts": fonts.fingerprint(), "min_faces": MIN_FACES,
+        "cosine": LOOKALIKE_COSINE, "face_ink": FACE_MIN_INK, "char_ink": CHAR_MIN_INK,
+    }
+
+
+def load_glyph_pool(fonts: FontSet | None = None, progress: bool = True) -> list[GlyphClass]:
+    """The pool of glyph classes in its fixed order, read from the cache or computed (seconds) and cached."""
+    fonts = fonts or FontSet()
+    settings = _pool_settings(fonts)
+    path = cache_dir("glyphs") / f"pool-{_key(settings)}.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("settings") == settings:
+                return [GlyphClass(c, tuple(f)) for c, f in data["classes"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("glyphs: ignoring damaged cache file %s", path)
+    pool = select_glyph_pool(fonts, progress=progress)
+    atomic_write_json(path, {"settings": settings, "classes": [[g.char, list(g.faces)] for g in pool]})
+    return pool
+
+
+class GlyphRenderer:
+    """Draws the samples of a class: faces in a seeded order, each with a random affine jitter and stroke width.
+
+    Each glyph is drawn at twice the output size, fitted to the box, thickened or
+    thinned (dilation/erosion; thinning only if most of the ink survives), then
+    rotated, scaled, sheared and shifted, and reduced to ``size`` x ``size``. Output:
+    uint8, black ink on white paper.
+    """
+
+    ROTATION = 12.0  # degrees, +-
+    SCALE = (0.8, 1.05)
+    SHEAR = 0.2  # +-
+    SHIFT = 0.06  # fraction of the size, +-
+    STROKES = (-1, 0, 1, 2)  # dilation radius at twice the resolution; negative = erosion
+
+    def __init__(self, fonts: FontSet, size: int) -> None:
+        if size < 8:
+            raise DataError(f"glyphs: render_size must be >= 8, got {size}")
+        self.fonts = fonts
+        self.size = size
+
+    def render_class(self, glyph: GlyphClass, count: int, seed: int) -> np.ndarray:
+        """``count`` images (count, size, size) of one class; a function of (glyph, count, seed) only."""
+        rng = np.random.default_rng([seed, ord(glyph.char)])
+        faces = np.asarray(glyph.faces)[rng.permutation(len(glyph.faces))]
+        out = np.empty((count, self.size, self.size), dtype=np.uint8)
+        for i in range(count):
+            out[i] = self._sample(glyph.char, int(faces[i % len(faces)]), rng)
+        return out
+
+    def _sample(self, char: str, face: int, rng: np.random.Generator) -> np.ndarray:
+        big = 2 * self.size
+        tile = draw_fitted(self.fonts.font(face, big), char, big, _MARGIN)
+        if tile is None:  # not expected for pool characters; keep the shape
+            return np.full((self.size, self.size), 255, dtype=np.uint8)
+        stroke = int(rng.choice(self.STROKES))
+        if stroke:
+            ink = np.asarray(tile)
+            changed = _morph(ink, abs(stroke), np.maximum if stroke > 0 else np.minimum)
+            if stroke > 0 or changed.mean() >= 0.6 * ink.mean():  # thin strokes must not vanish
+                tile = Image.fromarray(changed)
+        tile = tile.reduce(2)  # antialiased down to the output size
+        angle = np.deg2rad(rng.uniform(-self.ROTATION, self.ROTATION))
+        scale = rng.uniform(*self.SCALE)
+        shear = rng.uniform(-self.SHEAR, self.SHEAR)
+        shift = rng.uniform(-self.SHIFT, self.SHIFT, size=2) * self.size
+        rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        inverse = np.linalg.inv(rotate @ np.array([[1.0, shear], [0.0, 1.0]]) * scale)
+        centre = np.full(2, self.size / 2)
+        offset = centre - inverse @ (centre + shift)  # output pixel p samples input inverse @ p + offset
+        coeffs = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
+        moved = tile.transform((self.size, self.size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+        return 255 - np.asarray(moved)
+
+
+def _morph(image: np.ndarray, radius: int, op: np.ufunc) -> np.ndarray:
+    """Grey dilation (``np.maximum``) or erosion (``np.minimum``) by a square of side 2*radius+1 (separable)."""
+    height, width = image.shape
+    fill = 0 if op is np.maximum else 255
+    padded = np.pad(image, radius, constant_values=fill)
+    rows = padded[:, :width].copy()
+    for k in range(1, 2 * radius + 1):
+        op(rows, padded[:, k : k + width], out=rows)
+    out = rows[:height].copy()
+    for k in range(1, 2 * radius + 1):
+        op(out, rows[k : k + height], out=out)
+    return out
+
+
+def render_glyph_block(
+    classes: Sequence[GlyphClass],
+    images_per_class: int,
+    render_size: int,
+    seed: int,
+    fonts: FontSet | None = None,
+    progress: bool = True,
+    desc: str = "glyphs: rendering",
+) -> np.ndarray:
+    """Images (len(classes) * images_per_class, size, size) uint8, class-major; cached on disk by their options."""
+    fonts = fonts or FontSet()
+    settings = {
+        "version": POOL_VERSION, "fonts": fonts.fingerprint(), "chars": "".join(g.char for g in classes),
+        "faces": [list(g.faces) for g in classes], "images_per_class": images_per_class,
+        "render_size": render_size, "seed": seed,
+        "jitter": [GlyphRenderer.ROTATION, GlyphRenderer.SCALE, GlyphRenderer.SHEAR,
+                   GlyphRenderer.SHIFT, GlyphRenderer.STROKES, _MARGIN],
+    }
+    path = cache_dir("glyphs") / f"renders-{_key(settings)}.npz"
+    shape = (len(classes) * images_per_class, render_size, render_size)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                images = data["images"]
+            if images.shape == shape and images.dtype == np.uint8:
+                return images
+        except (OSError, ValueError, KeyError):
+            pass
+        log.warning("glyphs: ignoring damaged cache file %s", path)
+    renderer = GlyphRenderer(fonts, render_size)
+    images = np.empty(shape, dtype=np.uint8)
+    for k, glyph in enumerate(tqdm(classes, desc=desc, unit="class", disable=not progress)):
+        images[k * images_per_class : (k + 1) * images_per_class] = renderer.render_class(glyph, images_per_class, seed)
+    atomic_save_npz(path, images=images)
+    return images
+
+
+def _positive_int(opts: dict[str, Any], key: str, minimum: int) -> int:
+    value = opts[key]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DataError(f"glyphs: option {key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@register_dataset("glyphs")
+class Glyphs(DatasetSource):
+    """Characters rendered from matplotlib's fonts: offline, deterministic for a seed, cached.
+
+    Options: ``num_train_classes``, ``num_test_classes``, ``num_pretrain_classes``,
+    ``images_per_class`` (>= 16), ``render_size`` (pixels), ``progress`` (progress bars).
+    The build's ``seed`` drives the renders (faces order, jitter).
+    """
+
+    kind = "glyph"
+    title = "Glyphs (embedded)"
+    source = "rendered from matplotlib's TrueType fonts, cached under $LOSSENSEMBLE_CACHE/glyphs"
+    how_to_get = "built in: generated on first use (seconds)"
+    extra_splits = ("pretrain",)
+    options: ClassVar[dict[str, Any]] = {
+        "num_train_classes": 300,
+        "num_test_classes": 300,
+        "num_pretrain_classes": 500,
+        "images_per_class": 16,
+        "render_size": 64,
+        "progress": True,
+    }
+    MIN_IMAGES_PER_CLASS = 16
+
+    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
+        super().__init__(root, **options)
+        self.num_train = _positive_int(self.opts, "num_train_classes", 2)
+        self.num_test = _positive_int(self.opts, "num_test_classes", 2)
+        self.num_pretrain = _positive_int(self.opts, "num_pretrain_classes", 2)
+        self.images_per_class = _positive_int(self.opts, "images_per_class", self.MIN_IMAGES_PER_CLASS)
+        self.render_size = _positive_int(self.opts, "render_size", 8)
+
+    @property
+    def default_image_size(self) -> int:  # type: ignore[override]
+        return self.render_size
+
+    def location(self) -> str:
+        base = os.environ.get("LOSSENSEMBLE_CACHE")
+        return str(Path(base) / "glyphs") if base else "user cache dir/lossensemble/glyphs"
+
+    def summary(self) -> dict[str, Any]:
+        """Counts from the options alone: nothing is rendered."""
+        return {
+            "train_classes": self.num_train, "train_images": self.num_train * self.images_per_class,
+            "test_classes": self.num_test, "test_images": self.num_test * self.images_per_class,
+        }
+
+    def blocks(self, pool: Sequence[GlyphClass]) -> dict[str, list[GlyphClass]]:
+        """The classes of each part of the pool: train, test (next), pretrain (the end)."""
+        need = self.num_train + self.num_test
+        if need > len(pool):
+            raise DataError(
+                f"glyphs: {self.num_train} train + {self.num_test} test classes exceed the {len(pool)} usable characters"
+            )
+        return {
+            "train": list(pool[: self.num_train]),
+            "test": list(pool[self.num_train : need]),
+            "pretrain": list(pool[len(pool) - self.num_pretrain :]),
+        }
+
+    def build(self, split: str, *, val_fraction: float, seed: int) -> ArrayImageDataset:
+        fonts = FontSet()
+        progress = bool(self.opts["progress"])
+        pool = load_glyph_pool(fonts, progress=progress)
+        blocks = self.blocks(pool)
+        if split == "pretrain" and self.num_train + self.num_test + self.num_pretrain > len(pool):
+            raise DataError(
+                f"glyphs: {self.num_pretrain} pretrain classes would overlap the {self.num_train} train + "
+                f"{self.num_test} test classes (pool: {len(pool)}); lower num_pretrain_classes"
+            )
+        parts = {"train": ["train"], "val": ["train"], "test": ["test"], "all": ["train", "test"],
+                 "pretrain": ["pretrain"]}[split]
+        images, chars, tags = [], [], []
+        for part in parts:
+            classes = blocks[part]
+            images.append(render_glyph_block(classes, self.images_per_class, self.render_size, seed, fonts,
+                                             progress, desc=f"glyphs: rendering {part} classes"))
+            chars.extend(g.char for g in classes for _ in range(self.images_per_class))
+            tags.extend(["test" if part == "test" else "train"] * (len(classes) * self.images_per_class))
+        order = [g.char for part in parts for g in blocks[part]]
+        catalog = Catalog(classes=np.asarray(chars), tags=np.asarray(tags), class_order=order)
+        sel = select_split(catalog, "train" if split == "pretrain" else split,
+                           val_fraction=0.0 if split == "pretrain" else val_fraction, seed=seed, dataset=self.name)
+        all_images = np.concatenate(images) if len(images) > 1 else images[0]
+        return ArrayImageDataset(
+            name=self.name, split=split, kind=self.kind, labels=sel.labels, class_names=sel.class_names,
+            images=all_images[sel.indices],
+        )

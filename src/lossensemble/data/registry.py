@@ -1,0 +1,167 @@
+"""The dataset registry: names -> :class:`DatasetSource` classes, and the ``build_dataset`` entry point."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from lossensemble.errors import DataError, UserError
+
+from .images import ImageDataset
+from .splits import QUERY_GALLERY_SPLITS, SPLITS
+from .transforms import build_transforms
+
+__all__ = ["DatasetNotFound", "DatasetSource", "DATASETS", "register_dataset", "get_source", "build_dataset", "list_datasets"]
+
+TRAIN_LIKE_SPLITS = ("train", "pretrain")
+
+
+class DatasetNotFound(DataError):
+    """The dataset's files are not where they were looked for (the message says where and how to get them)."""
+
+
+class DatasetSource:
+    """How one named dataset is found, described and split; subclasses are registered by name.
+
+    Class attributes describe the dataset for ``lossensemble datasets``; ``options``
+    maps each accepted option to its default. An instance is bound to a root and options;
+    :meth:`build` returns one split (without transform), :meth:`summary` counts images
+    and classes per split without decoding images.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "photo"
+    title: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # where it is read from, in words
+    how_to_get: ClassVar[str] = ""
+    default_image_size: ClassVar[int] = 224
+    options: ClassVar[dict[str, Any]] = {}
+    extra_splits: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(self.options), n=1)
+            known = ", ".join(sorted(self.options)) or "none"
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known options: {known}"
+            raise UserError(f"dataset {self.name!r} has no option {unknown[0]!r}{hint}")
+        self.root = None if root is None else Path(root).expanduser()
+        self.opts: dict[str, Any] = {**self.options, **options}
+
+    def splits(self) -> tuple[str, ...]:
+        """The split names :meth:`build` accepts."""
+        return SPLITS + self.extra_splits
+
+    def build(self, split: str, *, val_fraction: float, seed: int) -> ImageDataset:
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per split (keys ``train_classes``, ``train_images``, ``test_classes``, ``test_images``)."""
+        raise NotImplementedError
+
+    def location(self) -> str:
+        """Where the data is read from (a path), for messages and the datasets table."""
+        return str(self.root) if self.root is not None else "(root required)"
+
+
+DATASETS: dict[str, type[DatasetSource]] = {}
+
+S = TypeVar("S", bound=type[DatasetSource])
+
+
+def register_dataset(name: str) -> Callable[[S], S]:
+    """Class decorator: make a :class:`DatasetSource` subclass available under ``name``."""
+
+    def decorator(cls: S) -> S:
+        if name in DATASETS and DATASETS[name] is not cls:
+            raise ValueError(f"dataset {name!r} is already registered")
+        cls.name = name
+        DATASETS[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_source(name: str) -> type[DatasetSource]:
+    """The registered source class for ``name``; an unknown name suggests the closest ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(DATASETS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UserError(f"unknown dataset {name!r}{hint} (known: {', '.join(sorted(DATASETS))})") from None
+
+
+def build_dataset(
+    name: str,
+    split: str = "train",
+    root: str | Path | None = None,
+    *,
+    image_size: int | None = None,
+    transform: Callable | str | None = "auto",
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    **options: Any,
+) -> ImageDataset:
+    """One split of a registered dataset as a torch ``Dataset`` of ``(image tensor, label)``.
+
+    ``split``: "train" (training classes, minus validation classes when ``val_fraction``
+    > 0), "val" (a seed-chosen ``val_fraction`` of the training classes, for model
+    selection; never test classes), "test" (the unseen classes), "all"; datasets with
+    query/gallery flags also take "query" and "gallery"; glyphs take "pretrain".
+    ``transform``: "auto" (train transforms for training splits, eval otherwise),
+    ``None`` (items are RGB PIL images), or a callable on a PIL image.
+    ``seed`` chooses the validation classes (and the glyph renders).
+    ``options`` are dataset-specific (see ``DATASETS[name].options``).
+    """
+    source = get_source(name)(root, **options)
+    if split not in source.splits():
+        raise UserError(f"dataset {name!r} has no split {split!r} (choose from {', '.join(source.splits())})")
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    dataset = source.build(split, val_fraction=float(val_fraction), seed=int(seed))
+    if transform == "auto":
+        size = int(image_size) if image_size is not None else source.default_image_size
+        dataset.transform = build_transforms(source.kind, size, train=split in TRAIN_LIKE_SPLITS)
+    elif transform is None or callable(transform):
+        dataset.transform = transform
+    else:
+        raise UserError(f"transform must be 'auto', None or a callable, got {transform!r}")
+    return dataset
+
+
+def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per registered dataset for ``lossensemble datasets``.
+
+    Keys: name, title, kind, train_classes, train_images, test_classes, test_images
+    (None when the data is absent), status ("ok", "not found", or the problem),
+    location (where it is read from), source, how_to_get. ``root_dir`` is a folder
+    holding the datasets' folders (default ``$LOSSENSEMBLE_DATA`` or ``./data``).
+    """
+    rows = []
+    for name in sorted(DATASETS, key=lambda n: (n != "glyphs", n)):
+        cls = DATASETS[name]
+        row: dict[str, Any] = {
+            "name": name,
+            "title": cls.title,
+            "kind": cls.kind,
+            "train_classes": None,
+            "train_images": None,
+            "test_classes": None,
+            "test_images": None,
+            "source": cls.source,
+            "how_to_get": cls.how_to_get,
+        }
+        source = cls(root_dir) if root_dir is not None else cls()
+        row["location"] = source.location()
+        try:
+            row.update(source.summary())
+            row["status"] = "ok"
+        except DatasetNotFound:
+            row["status"] = "not found"
+        except DataError as exc:
+            row["status"] = f"unusable: {exc}"
+        rows.append(row)
+    return rows
