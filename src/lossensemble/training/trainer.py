@@ -394,11 +394,7 @@ class Trainer:
         cfg = self.cfg
         epoch = self.epoch
         skip = self.step_in_epoch
-        if skip and getattr(self, "_resume_rng", None) is not None:
-            torch.set_rng_state(self._resume_rng)
-        else:
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-        self._resume_rng = None
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
         self.model.train()
         self.losses.train()
         self.weighting.train()
@@ -406,7 +402,12 @@ class Trainer:
         sums: dict[str, float] = dict(partial.get("sums", {}))
         counts: dict[str, int] = dict(partial.get("counts", {}))
         self._partial = None
-        loader = self._epoch_loader(epoch, skip)
+        # Creating the iterator draws from the global RNG (worker base seed), so a mid-epoch
+        # resume restores the saved RNG state only after it exists.
+        loader = iter(self._epoch_loader(epoch, skip))
+        if skip and self._resume_rng is not None:
+            torch.set_rng_state(self._resume_rng)
+        self._resume_rng = None
         bar = tqdm(
             total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
             disable=not self.progress, leave=False, dynamic_ncols=True,
