@@ -281,3 +281,16 @@ def test_all_single_item_classes_give_nan_map_with_warning():
         got = compute_metrics(x, np.arange(4), nmi=False)
     assert np.isnan(got["map@r"]) and np.isnan(got["r_precision"])
     assert got["recall@1"] == 0.0
+
+
+def test_threads_are_restored_and_do_not_change_results(make_clusters):
+    import faiss
+
+    x, y = make_clusters(n=100, n_classes=10, dim=4, spread=1.0, seed=8)
+    before = faiss.omp_get_max_threads()
+    assert compute_metrics(x, y, nmi=False, threads=1) == compute_metrics(x, y, nmi=False)
+    assert faiss.omp_get_max_threads() == before
+    with pytest.raises(UserError, match="threads must be at least 1"):
+        compute_metrics(x, y, threads=0)
+    with pytest.raises(UserError, match="chunk_size must be at least 1"):
+        compute_metrics(x, y, chunk_size=0)

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gallery-mask", type=Path, metavar="G.npy", help="(n,) bool: items searched")
     parser.add_argument("--chunk-size", type=int, default=None, metavar="N", help="queries searched at once")
     parser.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="faiss threads (default: all cores)")
     parser.set_defaults(func=run)
 
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
             chunk_size=args.chunk_size,
             device=args.device,
+            threads=args.threads,
         )
     for warning in caught:
         print(f"lossensemble: warning: {warning.message}", file=sys.stderr)

@@ -41,12 +41,13 @@ from tqdm.auto import tqdm
 
 from lossensemble.errors import UserError
 from lossensemble.evaluation.neighbors import (
-    DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_ENTRIES,
     NeighborSearcher,
     as_float32_matrix,
     check_distance,
+    faiss_threads,
     prepare_vectors,
+    resolve_chunk_size,
 )
 
 __all__ = [
@@ -311,6 +312,7 @@ def compute_metrics(
     chunk_size: int | None = None,
     device: Any = None,
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Retrieval metrics of ``embeddings`` (n, d) with class ``labels`` (n,), as percentages.
 
@@ -320,7 +322,8 @@ def compute_metrics(
     (an item in both never retrieves itself). See the module docstring for the
     exact conventions (ties, single-item classes). ``chunk_size`` bounds how
     many queries are searched at once; ``device`` "cuda[:N]" searches on a GPU;
-    ``seed`` seeds k-means for NMI.
+    ``seed`` seeds k-means for NMI; ``threads`` sets faiss's thread count for
+    this call only (default: faiss's own setting).
     """
     check_distance(distance)
     ks = _validate_ks(k)
@@ -330,17 +333,19 @@ def compute_metrics(
     _warn_lone_queries(plan)
 
     x = prepare_vectors(x, distance)
-    gallery = x if len(plan.gallery_rows) == len(x) else x[plan.gallery_rows]
-    searcher = NeighborSearcher(gallery, distance, device)
-    step = max(1, int(chunk_size or DEFAULT_CHUNK_SIZE))
-    per_query = per_query_metrics(x, plan, ks, searcher, step, progress=progress)
+    with faiss_threads(threads):
+        gallery = x if len(plan.gallery_rows) == len(x) else x[plan.gallery_rows]
+        searcher = NeighborSearcher(gallery, distance, device)
+        step = resolve_chunk_size(chunk_size)
+        per_query = per_query_metrics(x, plan, ks, searcher, step, progress=progress)
+        del searcher  # free the index before k-means
 
-    results = {f"recall@{kk}": _percent(per_query.hits[:, i]) for i, kk in enumerate(ks)}
-    results["knn_acc"] = _percent(per_query.knn_correct)
-    valid = plan.r > 0
-    results["map@r"] = _percent(per_query.map_r[valid])
-    results["r_precision"] = _percent(per_query.r_precision[valid])
-    if nmi:
-        rows = np.union1d(plan.query_rows, plan.gallery_rows)
-        results["nmi"] = 100.0 * nmi_score(x[rows], y[rows], seed=seed)
+        results = {f"recall@{kk}": _percent(per_query.hits[:, i]) for i, kk in enumerate(ks)}
+        results["knn_acc"] = _percent(per_query.knn_correct)
+        valid = plan.r > 0
+        results["map@r"] = _percent(per_query.map_r[valid])
+        results["r_precision"] = _percent(per_query.r_precision[valid])
+        if nmi:
+            rows = np.union1d(plan.query_rows, plan.gallery_rows)
+            results["nmi"] = 100.0 * nmi_score(x[rows], y[rows], seed=seed)
     return results

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, Protocol
 
 import faiss
@@ -38,6 +39,7 @@ __all__ = [
     "Distance",
     "NeighborSearcher",
     "as_float32_matrix",
+    "faiss_threads",
     "knn_search",
     "prepare_vectors",
 ]
@@ -259,6 +261,35 @@ def _pad_or_cut(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, 
     )
 
 
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with faiss (OpenMP) using ``threads`` threads, restoring the old count after.
+
+    None leaves faiss's setting alone. On a busy shared machine one thread can beat
+    two: idle OpenMP threads spin while waiting for a core.
+    """
+    if threads is None:
+        yield
+        return
+    if int(threads) < 1:
+        raise UserError(f"threads must be at least 1, got {threads}")
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def resolve_chunk_size(chunk_size: int | None) -> int:
+    """The number of queries per search: ``chunk_size``, or the default when None."""
+    if chunk_size is None:
+        return DEFAULT_CHUNK_SIZE
+    if int(chunk_size) < 1:
+        raise UserError(f"chunk_size must be at least 1, got {chunk_size}")
+    return int(chunk_size)
+
+
 def iter_chunks(n: int, chunk_size: int) -> Iterator[slice]:
     """Consecutive slices of at most ``chunk_size`` rows covering ``range(n)``."""
     for start in range(0, n, chunk_size):
@@ -276,6 +307,7 @@ def knn_search(
     chunk_size: int | None = None,
     device: Any = None,
     progress: bool = False,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of each query in ``gallery`` (faiss flat index, chunked).
 
@@ -291,6 +323,7 @@ def knn_search(
         chunk_size: queries searched at once (default 4096).
         device: None/"cpu" or "cuda[:N]".
         progress: show a tqdm bar over query chunks.
+        threads: faiss threads for this call (default: faiss's own setting).
 
     Returns:
         (distances, indices): float32 and int64 arrays of shape (nq, k), nearest
@@ -305,11 +338,12 @@ def knn_search(
         raise UserError(f"k must be at least 1, got {k}")
     self_ids = _resolve_self_ids(len(q), len(g), exclude_self, query_ids)
     searcher = NeighborSearcher(g, distance, device)
-    step = int(chunk_size or DEFAULT_CHUNK_SIZE)
+    step = resolve_chunk_size(chunk_size)
     dist = np.empty((len(q), int(k)), np.float32)
     idx = np.empty((len(q), int(k)), np.int64)
-    with tqdm(total=len(q), unit="query", desc="knn search", disable=not progress) as bar:
-        for sl in iter_chunks(len(q), max(step, 1)):
+    bar = tqdm(total=len(q), unit="query", desc="knn search", disable=not progress)
+    with bar, faiss_threads(threads):
+        for sl in iter_chunks(len(q), step):
             ids = None if self_ids is None else self_ids[sl]
             dist[sl], idx[sl] = searcher.search(q[sl], int(k), ids)
             bar.update(sl.stop - sl.start)
