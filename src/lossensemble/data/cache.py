@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["cache_dir", "data_dir", "atomic_save_npz", "atomic_write_json"]
 
 
-def cache_dir(*parts: str) -> Path:
+def cache_dir(*parts: str, create: bool = True) -> Path:
     """The folder for generated data (glyph renders, class lists), created on demand.
 
     ``$LOSSENSEMBLE_CACHE`` when set, else the platform's user cache folder
@@ -30,7 +30,8 @@ def cache_dir(*parts: str) -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lossensemble"
     path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

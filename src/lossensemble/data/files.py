@@ -27,6 +27,10 @@ class FileDatasetSource(DatasetSource):
     required: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[dict[str, Any]] = {"max_image_pixels": None}
 
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path) -> "FileDatasetSource":
+        return cls(Path(data_dir) / cls.directory)
+
     def dataset_root(self) -> Path:
         """The dataset's folder: ``root`` itself if it holds the layout, else ``root/<directory>``."""
         base = self.root if self.root is not None else data_dir()

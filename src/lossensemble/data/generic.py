@@ -28,6 +28,8 @@ IMAGE_EXTENSIONS = frozenset(
 class _UserDataSource(FileDatasetSource):
     """A dataset with no default location: ``root`` must be given."""
 
+    user_data = True
+
     def dataset_root(self) -> Path:
         if self.root is None:
             raise DatasetNotFound(f"{self.name}: needs root=... ({self.how_to_get})")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -366,8 +365,7 @@ class Glyphs(DatasetSource):
         return self.render_size
 
     def location(self) -> str:
-        base = os.environ.get("LOSSENSEMBLE_CACHE")
-        return str(Path(base) / "glyphs") if base else "user cache dir/lossensemble/glyphs"
+        return str(cache_dir("glyphs", create=False))
 
     def summary(self) -> dict[str, Any]:
         """Counts from the options alone: nothing is rendered."""

@@ -39,6 +39,7 @@ class DatasetSource:
     default_image_size: ClassVar[int] = 224
     options: ClassVar[dict[str, Any]] = {}
     extra_splits: ClassVar[tuple[str, ...]] = ()
+    user_data: ClassVar[bool] = False  # True: no default location, ``root`` must be given
 
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -49,6 +50,11 @@ class DatasetSource:
             raise UserError(f"dataset {self.name!r} has no option {unknown[0]!r}{hint}")
         self.root = None if root is None else Path(root).expanduser()
         self.opts: dict[str, Any] = {**self.options, **options}
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path) -> "DatasetSource":
+        """This dataset as found in a folder holding the datasets' folders (``lossensemble datasets --root-dir``)."""
+        return cls(data_dir)
 
     def splits(self) -> tuple[str, ...]:
         """The split names :meth:`build` accepts."""
@@ -136,12 +142,13 @@ def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per registered dataset for ``lossensemble datasets``.
 
     Keys: name, title, kind, train_classes, train_images, test_classes, test_images
-    (None when the data is absent), status ("ok", "not found", or the problem),
+    (None when the data is absent), status ("ok", "not found", "user data" for formats
+    that need a root, or the problem),
     location (where it is read from), source, how_to_get. ``root_dir`` is a folder
     holding the datasets' folders (default ``$LOSSENSEMBLE_DATA`` or ``./data``).
     """
     rows = []
-    for name in sorted(DATASETS, key=lambda n: (n != "glyphs", n)):
+    for name in sorted(DATASETS, key=lambda n: (DATASETS[n].user_data, n != "glyphs", n)):
         cls = DATASETS[name]
         row: dict[str, Any] = {
             "name": name,
@@ -154,7 +161,11 @@ def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:
             "source": cls.source,
             "how_to_get": cls.how_to_get,
         }
-        source = cls(root_dir) if root_dir is not None else cls()
+        if cls.user_data:
+            row.update(location="(pass root=...)", status="user data")
+            rows.append(row)
+            continue
+        source = cls.in_data_dir(root_dir) if root_dir is not None else cls()
         row["location"] = source.location()
         try:
             row.update(source.summary())
