@@ -92,11 +92,15 @@ def check_disjoint(train_classes: set[str], test_classes: set[str], dataset: str
     """Raise if a class is both in train and test: the zero-shot protocol would be broken."""
     shared = train_classes & test_classes
     if shared:
-        example = ", ".join(repr(c) for c in sorted(shared)[:5])
+        example = ", ".join(repr(str(c)) for c in sorted(shared)[:5])
         raise DataError(
             f"{dataset}: {len(shared)} classes appear in both the train and the test split "
             f"(e.g. {example}); the zero-shot protocol needs disjoint classes"
         )
+
+
+def _class_set(keys: np.ndarray) -> set[str]:
+    return {str(k) for k in np.unique(keys)}
 
 
 def select_split(catalog: Catalog, split: str, *, val_fraction: float, seed: int, dataset: str) -> Selection:
@@ -105,15 +109,16 @@ def select_split(catalog: Catalog, split: str, *, val_fraction: float, seed: int
         raise DataError(f"{dataset}: the dataset has no images")
     is_train = catalog.tags == "train"
     is_test = catalog.tags == "test"
-    check_disjoint(set(np.unique(catalog.classes[is_train])), set(np.unique(catalog.classes[is_test])), dataset)
+    check_disjoint(_class_set(catalog.classes[is_train]), _class_set(catalog.classes[is_test]), dataset)
 
     mask: np.ndarray
     if split in ("train", "val"):
         keys, counts = np.unique(catalog.classes[is_train], return_counts=True)
-        singles = set(keys[counts < 2])
+        singles = _class_set(keys[counts < 2])
         if singles and split == "train":
             log.warning("%s: dropped %d training classes with a single image", dataset, len(singles))
-        usable = [c for c in catalog.class_order if c in set(keys) and c not in singles]
+        present = _class_set(keys)
+        usable = [c for c in catalog.class_order if c in present and c not in singles]
         val = choose_val_classes(usable, val_fraction, seed)
         if split == "val" and not val:
             raise DataError(f"{dataset}: split 'val' needs val_fraction > 0 (a share of the training classes)")
@@ -136,7 +141,7 @@ def select_split(catalog: Catalog, split: str, *, val_fraction: float, seed: int
         raise DataError(f"{dataset}: split {split!r} is empty (no images)")
     # query and gallery share the test split's class list, so their labels agree.
     label_mask = is_test if split in QUERY_GALLERY_SPLITS else mask
-    present = set(np.unique(catalog.classes[label_mask]))
+    present = _class_set(catalog.classes[label_mask])
     ordered = [c for c in catalog.class_order if c in present]
     index_of = {c: i for i, c in enumerate(ordered)}
     labels = np.fromiter((index_of[c] for c in catalog.classes[indices]), dtype=np.int64, count=len(indices))
