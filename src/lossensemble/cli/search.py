@@ -1,0 +1,36 @@
+"""``lossensemble search``: the nearest indexed images of a query image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search",
+        help="find the nearest images of a query in an index",
+        description="Embed QUERY_IMAGE with the index's model and print the K nearest indexed images, "
+        "nearest first, with their distance (1 - cosine similarity). --json prints a list of "
+        '{"path": ..., "distance": ...} instead.',
+    )
+    p.add_argument("index", metavar="INDEX_DIR", help="folder written by 'lossensemble index'")
+    p.add_argument("query", metavar="QUERY_IMAGE", help="query image file")
+    p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossensemble.compression.retrieval import ImageIndex
+
+    results = ImageIndex(args.index, device=args.device).search(args.query, k=args.k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    width = len(str(len(results)))
+    print(f"{'#'.rjust(width)}  distance  path")
+    for rank, item in enumerate(results, 1):
+        print(f"{str(rank).rjust(width)}  {item['distance']:8.4f}  {item['path']}")
+    return 0
