@@ -93,7 +93,7 @@ def _default_losses() -> list[LossConfig]:
 class WeightingConfig:
     """How the per-loss terms are combined (see DESIGN.md §1)."""
 
-    scheme: str = "equal"  # equal | learned | fixed | uncertainty
+    scheme: str = "equal"  # equal | learned | fixed | uncertainty | gradnorm
     scale: str = "none"  # none | running_mean
     prior: list[float] | None = None  # learned: initial weights (normalised to sum 1)
     weights: list[float] | None = None  # fixed: the weights
@@ -186,8 +186,8 @@ class Config:
         names = [loss.name for loss in self.losses]
         _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
         w = self.weighting
-        _check(w.scheme in ("equal", "learned", "fixed", "uncertainty"), "weighting.scheme",
-               f"must be one of equal, learned, fixed, uncertainty; got {w.scheme!r}")
+        _check(w.scheme in ("equal", "learned", "fixed", "uncertainty", "gradnorm"), "weighting.scheme",
+               f"must be one of equal, learned, fixed, uncertainty, gradnorm; got {w.scheme!r}")
         _check(w.scale in ("none", "running_mean"), "weighting.scale",
                f"must be 'none' or 'running_mean'; got {w.scale!r}")
         m = len(self.losses)

@@ -27,6 +27,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossensemble.config import load_config
+    from lossensemble.losses import validate_losses
     from lossensemble.reporting import format_table
     from lossensemble.training import Trainer, TrainingInterrupted
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.output:
             raise UserError("-o/--output RUN is required (the run folder to create)")
         cfg = load_config(resolve_config(args.config), args.overrides)
+        validate_losses(cfg.losses, cfg.model.embedding_dim)  # fail fast, before data is rendered
         trainer = Trainer(cfg, args.output, progress=False if args.no_progress else None)
     try:
         metrics = trainer.fit()

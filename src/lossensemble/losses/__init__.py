@@ -7,7 +7,15 @@
 * :func:`diversity_penalty`: the WEDL regulariser between heads.
 """
 
-from lossensemble.losses.base import LOSSES, MetricLoss, available_losses, build_loss, loss_options, register_loss
+from lossensemble.losses.base import (
+    LOSSES,
+    MetricLoss,
+    available_losses,
+    build_loss,
+    loss_options,
+    register_loss,
+    validate_losses,
+)
 from lossensemble.losses import handwritten as _handwritten  # noqa: F401  (registers losses)
 from lossensemble.losses import pml as _pml  # noqa: F401  (registers losses)
 from lossensemble.losses.diversity import diversity_penalty
@@ -20,6 +28,7 @@ __all__ = [
     "available_losses",
     "build_loss",
     "loss_options",
+    "validate_losses",
     "diversity_penalty",
     "LossWeighting",
     "build_weighting",

@@ -159,3 +159,13 @@ def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: An
         raise
     except (TypeError, ValueError, AssertionError) as exc:
         raise UserError(f"loss '{name}': invalid options {checked}: {exc}") from exc
+
+
+def validate_losses(specs: Any, embedding_dim: int) -> None:
+    """Check loss names and options of a config's ``losses`` list before any data is loaded.
+
+    Each loss is built once for a dummy 2-class problem and thrown away, so a typo
+    in a name or an option is reported in seconds, not after the dataset is ready.
+    """
+    for spec in specs:
+        build_loss(spec.name, num_classes=2, embedding_dim=embedding_dim, **spec.options)
