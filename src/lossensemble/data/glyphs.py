@@ -127,9 +127,8 @@ def draw_fitted(font: ImageFont.FreeTypeFont, char: str, box: int, margin: float
     scale = inner / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     glyph = glyph.resize(size, Image.Resampling.BILINEAR)
-    tile = Image.new("L", (box, box), 0)
-    tile.paste(glyph, ((box - size[0]) // 2, (box - size[1]) // 2))
-    return tile
+    left, top = (box - size[0]) // 2, (box - size[1]) // 2
+    return glyph.crop((-left, -top, box - left, box - top))  # outside the glyph: zeros
 
 
 @dataclass(frozen=True)
@@ -168,23 +167,46 @@ def select_glyph_pool(fonts: FontSet, progress: bool = True) -> list[GlyphClass]
                     renders[face, j] = np.asarray(tile).ravel()
     ink = renders.mean(axis=2) / 255.0  # faces x chars
     usable = ink >= FACE_MIN_INK
-    median_ink = np.array([np.median(ink[usable[:, j], j]) if usable[:, j].any() else 0.0 for j in range(n)])
-    keep = (usable.sum(axis=0) >= MIN_FACES) & (median_ink >= CHAR_MIN_INK)
+    median_ink = _masked_median(ink, usable)
+    keep = np.flatnonzero((usable.sum(axis=0) >= MIN_FACES) & (median_ink >= CHAR_MIN_INK))
 
-    similarity = np.zeros((n, n), dtype=np.float32)
+    # Mean over shared faces of the per-face cosine similarity, for the kept characters only.
+    usable_kept = usable[:, keep]
+    similarity = np.zeros((len(keep), len(keep)), dtype=np.float32)
     for face in range(len(fonts.names)):
-        vectors = renders[face].astype(np.float32) * usable[face][:, None]
+        rows = np.flatnonzero(usable_kept[face])
+        if len(rows) == 0:
+            continue
+        dense = len(rows) > len(keep) // 2  # scattering into a sub-matrix costs more than zero rows
+        vectors = renders[face, keep if dense else keep[rows]].astype(np.float32)
+        if dense:
+            vectors *= usable_kept[face][:, None]
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
-        similarity += vectors @ vectors.T
-    shared = usable.T.astype(np.float32) @ usable.astype(np.float32)
+        if dense:
+            similarity += vectors @ vectors.T
+        else:
+            similarity[np.ix_(rows, rows)] += vectors @ vectors.T
+    shared = usable_kept.T.astype(np.float32) @ usable_kept.astype(np.float32)
     similarity /= np.maximum(shared, 1.0)
 
-    kept: list[int] = []
-    for j in np.flatnonzero(keep):
+    kept: list[int] = []  # positions in ``keep``, in code-point order
+    for j in range(len(keep)):
         if not kept or similarity[j, kept].max() < LOOKALIKE_COSINE:
-            kept.append(int(j))
-    pool = [GlyphClass(chr(candidates[j]), tuple(int(f) for f in np.flatnonzero(usable[:, j]))) for j in kept]
+            kept.append(j)
+    pool = [
+        GlyphClass(chr(candidates[keep[j]]), tuple(int(f) for f in np.flatnonzero(usable_kept[:, j]))) for j in kept
+    ]
     return sorted(pool, key=lambda g: _order_key(g.char))
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of the entries where ``mask`` is true (0 for an all-false column)."""
+    ordered = np.sort(np.where(mask, values, np.inf), axis=0)  # masked entries sort last
+    count = mask.sum(axis=0)
+    cols = np.arange(values.shape[1])
+    low = ordered[np.maximum(count - 1, 0) // 2, cols]
+    high = ordered[np.maximum(count, 1) // 2 - (count == 0), cols]
+    return np.where(count > 0, (low + high) / 2, 0.0)
 
 
 def _key(data: Any) -> str:
