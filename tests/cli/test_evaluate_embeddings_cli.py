@@ -22,7 +22,7 @@ def arrays(tmp_path):
 
 def test_table_and_json(arrays, capsys):
     out = arrays / "sub" / "m.json"
-    rc = main(["evaluate-embeddings", "--embeddings", str(arrays / "e.npy"), "--labels", str(arrays / "y.npy"), "--json", str(out)])
+    rc = main(["evaluate-embeddings", "--threads", "1", "--embeddings", str(arrays / "e.npy"), "--labels", str(arrays / "y.npy"), "--json", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "recall@1" in printed and "100.00" in printed and "20 items, 4 classes" in printed
@@ -37,7 +37,7 @@ def test_k_distance_no_nmi_and_masks(arrays):
     np.save(arrays / "g.npy", ~is_query)
     out = arrays / "m.json"
     rc = main([
-        "evaluate-embeddings", "--embeddings", str(arrays / "e.npy"), "--labels", str(arrays / "y.npy"),
+        "evaluate-embeddings", "--threads", "1", "--embeddings", str(arrays / "e.npy"), "--labels", str(arrays / "y.npy"),
         "--k", "1", "3", "--distance", "euclidean", "--no-nmi", "--json", str(out),
         "--query-mask", str(arrays / "q.npy"), "--gallery-mask", str(arrays / "g.npy"),
     ])
@@ -49,7 +49,7 @@ def test_single_item_class_warns_and_writes_null_when_undefined(tmp_path, capsys
     np.save(tmp_path / "e.npy", np.random.default_rng(1).normal(size=(3, 2)).astype(np.float32))
     np.save(tmp_path / "y.npy", np.array([0, 1, 2]))
     out = tmp_path / "m.json"
-    rc = main(["evaluate-embeddings", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "y.npy"), "--no-nmi", "--json", str(out)])
+    rc = main(["evaluate-embeddings", "--threads", "1", "--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "y.npy"), "--no-nmi", "--json", str(out)])
     assert rc == 0
     assert "warning: 3 queries" in capsys.readouterr().err
     assert json.loads(out.read_text())["map@r"] is None

@@ -71,3 +71,14 @@ def clustered(n, n_classes, dim, spread, seed):
 @pytest.fixture
 def make_clusters():
     return clustered
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread():
+    """faiss on one thread in tests (CI has 2 shared cores; spinning OpenMP threads are slow)."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(previous)
