@@ -70,8 +70,17 @@ class EnsembleModel(nn.Module):
     def forward_heads(self, features: torch.Tensor) -> list[torch.Tensor]:
         return [self.heads[n](features) for n in self.head_names]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.forward_heads(self.forward_features(x))
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The raw head outputs; with ``return_features`` also the backbone features, ``(features, heads)``.
+
+        The trainer uses ``return_features=True`` so that one call (DDP's forward when
+        training on several processes) yields both.
+        """
+        feats = self.forward_features(x)
+        heads = self.forward_heads(feats)
+        return (feats, heads) if return_features else heads
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, weights: torch.Tensor | Sequence[float]) -> dict[str, torch.Tensor]:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from lossensemble import __version__
 from lossensemble.config import Config, config_to_dict, load_config, save_config
 from lossensemble.errors import LossEnsembleError, UserError
+from lossensemble.training import distributed
 from lossensemble.training.checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
@@ -40,7 +41,14 @@ from lossensemble.training.checkpoint import (
 )
 from lossensemble.training.run import RunPaths, check_writable, write_history, write_json
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "resolve_device", "build_components"]
+__all__ = [
+    "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "TrainingModule",
+    "resolve_device",
+    "build_components",
+]
 
 log = logging.getLogger("lossensemble.training")
 
@@ -113,6 +121,84 @@ def build_components(cfg: Config, num_classes: int):
     return model, losses, weighting
 
 
+class TrainingModule(nn.Module):
+    """Everything that turns a batch into the objective: the unit DistributedDataParallel wraps.
+
+    Holds the model's backbone and heads, the losses and the weighting as submodules, so
+    that one DDP wrapper broadcasts and gradient-averages all their parameters (the
+    losses' proxies and classifiers and the learned loss weights are not part of the
+    model). The model itself is kept unregistered: its optional compressor, trained
+    separately on detached inputs, stays outside DDP.
+
+    ``forward(images, labels, amp)`` returns ``(features, heads, raw, total, info)``:
+    ``raw`` the raw loss values (detached; on several processes their mean over ranks,
+    identical everywhere), ``total`` the weighted objective (with the diversity term) and
+    ``info`` the weighting's floats for logging. On several processes, losses without
+    parameters of their own (pair and triplet losses) are computed on the embeddings of
+    all ranks (:func:`~lossensemble.training.distributed.gather_with_grad`); the others
+    (proxy, classification) on the local batch.
+    """
+
+    def __init__(self, model: nn.Module, losses: nn.ModuleList, weighting: nn.Module, diversity: float = 0.0,
+                 diversity_margin: float = 2.0) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.heads = model.heads
+        self.losses = losses
+        self.weighting = weighting
+        self._model = (model,)  # a tuple: not registered as a submodule
+        self.diversity = float(diversity)
+        self.diversity_margin = float(diversity_margin)
+        self.gathered = [not any(True for _ in loss.parameters()) for loss in losses]
+
+    def train(self, mode: bool = True) -> "TrainingModule":
+        """Set the training mode through the model's own ``train`` (it keeps frozen batch norms frozen)."""
+        self.training = mode
+        self._model[0].train(mode)
+        self.losses.train(mode)
+        self.weighting.train(mode)
+        return self
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, amp: bool = False):
+        model = self._model[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+            feats, heads = model(images, return_features=True)
+        heads = [h.float() for h in heads]
+        raw = self._raw_losses(heads, labels)
+        synced = distributed.all_reduce_mean(raw)
+        # The weighting sees the mean over ranks (its running means and logged values agree
+        # everywhere) with the gradient of the local losses.
+        weighted_input = raw - raw.detach() + synced if distributed.is_distributed() else raw
+        total, info = self.weighting(weighted_input)
+        if self.diversity > 0 and len(heads) > 1:
+            from lossensemble.losses import diversity_penalty
+
+            div = diversity_penalty([F.normalize(h, dim=1) for h in heads], self.diversity_margin)
+            total = total + self.diversity * div
+            info["diversity"] = float(all_reduce_mean_float(div))
+        return feats, heads, synced, total, info
+
+    def _raw_losses(self, heads: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """One raw loss per head; gathered across ranks for the losses without parameters."""
+        sizes = all_labels = None
+        if distributed.is_distributed() and any(self.gathered):
+            sizes = distributed.batch_sizes(labels.shape[0], labels.device)
+            all_labels = distributed.all_gather_labels(labels, sizes)
+        values = []
+        for head, loss, gathered in zip(heads, self.losses, self.gathered):
+            x = F.normalize(head, dim=1) if loss.normalize else head
+            if sizes is not None and gathered:
+                values.append(loss(distributed.gather_with_grad(x, sizes), all_labels))
+            else:
+                values.append(loss(x, labels))
+        return torch.stack(values)
+
+
+def all_reduce_mean_float(x: torch.Tensor) -> float:
+    """A scalar's mean over ranks as a float (the value itself on one process)."""
+    return float(distributed.all_reduce_mean(x.detach()))
+
+
 class Trainer:
     """Train an ensemble (or single-loss) model described by a :class:`Config` into a run folder."""
 
@@ -128,11 +214,15 @@ class Trainer:
             )
         self.cfg = cfg
         self.resume = resume
-        self.progress = cfg.train.progress if progress is None else progress
-        check_writable(self.paths.root)
-        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            save_config(cfg, self.paths.config)
+        self.dist = distributed.setup_from_env(resolve_device(cfg.train.device))
+        self.progress = (cfg.train.progress if progress is None else progress) and self.dist.is_main
+        if self.dist.is_main:
+            check_writable(self.paths.root)
+            self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                save_config(cfg, self.paths.config)
+        else:
+            logging.getLogger("lossensemble").setLevel(logging.WARNING)  # only rank 0 logs progress
         self._stop_signal: int | None = None
         self._partial: dict[str, dict] | None = None  # running sums of an interrupted epoch
         self._resume_rng: torch.Tensor | None = None
@@ -154,8 +244,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = resolve_device(cfg.train.device)
-        _seed_everything(cfg.seed)
+        self.device = self.dist.device
+        _seed_everything(cfg.seed)  # the same on every rank: identical initial models
         d = cfg.data
         common = dict(root=d.root, image_size=d.image_size, val_fraction=d.val_fraction, **d.options)
         self.train_set = build_dataset(d.name, "train", **common)
@@ -167,7 +257,8 @@ class Trainer:
                 f"training split has only {self.train_set.num_classes}"
             )
         self.sampler = MPerClassBatchSampler(
-            self.train_set.labels, d.m_per_class, d.batch_size, num_batches=cfg.train.steps_per_epoch, seed=cfg.seed
+            self.train_set.labels, d.m_per_class, d.batch_size, num_batches=cfg.train.steps_per_epoch, seed=cfg.seed,
+            rank=self.dist.rank, world_size=self.dist.world_size,
         )
         self.steps_per_epoch = len(self.sampler)
         self.model, self.losses, self.weighting = build_components(cfg, self.train_set.num_classes)
@@ -184,6 +275,7 @@ class Trainer:
         if self.resume:
             self._load_state(self.paths.last)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.train_module = self._wrap_for_training()
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "data %s: %d train classes / %d images, %d test classes / %d images%s; model %s with %d heads "
@@ -192,6 +284,24 @@ class Trainer:
             f", {self.val_set.num_classes} val classes" if self.val_set is not None else "",
             cfg.model.backbone, len(cfg.losses), n_params / 1e6, self.device,
         )
+
+    def _wrap_for_training(self) -> nn.Module:
+        """The module whose forward gives the objective: a :class:`TrainingModule`, DDP-wrapped on several ranks.
+
+        Called after a resume has loaded the state, so DDP's broadcast from rank 0 and
+        the compressor's broadcast copy the same values everywhere.
+        """
+        w = self.cfg.weighting
+        module = TrainingModule(self.model, self.losses, self.weighting, w.diversity, w.diversity_margin)
+        if not self.dist.active:
+            return module
+        if self.compression is not None:
+            distributed.broadcast_module(self.model.compressor)
+            distributed.average_gradients_hooks(self.model.compressor)
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -219,13 +329,18 @@ class Trainer:
         return tensors
 
     def _save_state(self, path: Path, rng_state: torch.Tensor | None = None) -> None:
+        # With a process group every rank must call this (the RNG states are gathered); rank 0 writes.
+        rng_states = distributed.gather_object_to_main(rng_state) if rng_state is not None else None
+        if not self.dist.is_main:
+            return
         tensors = self._state_tensors()
         opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer)
         tensors.update(opt_tensors)
         if self.compression is not None:
             tensors.update(self.compression.state_tensors())
-        if rng_state is not None:
-            tensors["rng.torch"] = rng_state
+        if rng_states is not None:
+            tensors["rng.torch"] = rng_states[0]
+            tensors.update({f"rng.torch.rank{r}": st for r, st in enumerate(rng_states) if r > 0})
         state = {
             "version": __version__,
             "epoch": self.epoch,
@@ -264,7 +379,7 @@ class Trainer:
         self.skipped_steps = state.get("skipped_steps", 0)
         self.history = state["history"]
         self._partial = state.get("partial")
-        self._resume_rng = tensors.get("rng.torch")
+        self._resume_rng = tensors.get(f"rng.torch.rank{self.dist.rank}", tensors.get("rng.torch"))
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step_in_epoch)
 
     def _load_modules(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -301,34 +416,18 @@ class Trainer:
                 signal.signal(s, h)
 
     # ------------------------------------------------------------------ training
-    def _loss_inputs(self, heads: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [F.normalize(h, dim=1) if loss.normalize else h for h, loss in zip(heads, self.losses)]
-
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
         """One optimisation step; returns per-step values for logging, None when the step was skipped."""
         cfg = self.cfg
         names = self.model.head_names
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
-        with amp:
-            feats = self.model.forward_features(images)
-            heads = self.model.forward_heads(feats)
-        heads = [h.float() for h in heads]
-        inputs = self._loss_inputs(heads)
-        raw = torch.stack([loss(x, labels) for loss, x in zip(self.losses, inputs)])
-        bad = [n for n, v in zip(names, raw.detach().tolist()) if not math.isfinite(v)]
+        feats, heads, raw, total, info = self.train_module(images, labels, amp=self.use_amp)
+        bad = [n for n, v in zip(names, raw.tolist()) if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(
                 f"loss {', '.join(bad)} became non-finite at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
                 f"the last good checkpoint is kept in {self.paths.last} (try a lower learning rate or "
                 f"gradient clipping)"
             )
-        total, info = self.weighting(raw)
-        if cfg.weighting.diversity > 0 and len(heads) > 1:
-            from lossensemble.losses import diversity_penalty
-
-            div = diversity_penalty([F.normalize(h, dim=1) for h in heads], cfg.weighting.diversity_margin)
-            total = total + cfg.weighting.diversity * div
-            info["diversity"] = float(div.detach())
         if not torch.isfinite(total):
             raise TrainingDiverged(f"the weighted total loss became non-finite at epoch {self.epoch + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -353,8 +452,8 @@ class Trainer:
         if self.compression is not None:
             info.update(self.compression.step(feats.detach().float(), [h.detach() for h in heads],
                                               self.weighting.weights().detach()))
-        out = {f"loss_{n}": float(v) for n, v in zip(names, raw.detach().tolist())}
-        out["loss_total"] = float(total.detach())
+        out = {f"loss_{n}": float(v) for n, v in zip(names, raw.tolist())}
+        out["loss_total"] = all_reduce_mean_float(total)
         out.update(info)
         return out
 
@@ -374,12 +473,14 @@ class Trainer:
 
     def fit(self) -> dict[str, dict[str, float]]:
         """Train to the configured number of epochs, evaluating and checkpointing; returns test metrics."""
-        file_handler = logging.FileHandler(self.paths.log, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root = logging.getLogger("lossensemble")
+        file_handler: logging.Handler = logging.NullHandler()
+        if self.dist.is_main:
+            file_handler = logging.FileHandler(self.paths.log, encoding="utf-8")
+            file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            if root.level == logging.NOTSET or root.level > logging.INFO:
+                root.setLevel(logging.INFO)
         root.addHandler(file_handler)
-        if root.level == logging.NOTSET or root.level > logging.INFO:
-            root.setLevel(logging.INFO)
         self._bad_steps = 0
         try:
             with self._signals():
@@ -394,7 +495,7 @@ class Trainer:
         cfg = self.cfg
         epoch = self.epoch
         skip = self.step_in_epoch
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * self.dist.rank)  # rank 0: as one process
         self.model.train()
         self.losses.train()
         self.weighting.train()
@@ -417,7 +518,13 @@ class Trainer:
         try:
             for images, labels, n_skipped in loader:
                 epoch_skipped += n_skipped
-                if labels.numel() < 2:
+                n_labels = labels.numel()
+                if self.dist.active:  # every rank takes the same decisions
+                    n_labels, stop = distributed.agree(n_labels, self._stop_signal is not None, self.device)
+                    if stop:
+                        self._stop_signal = self._stop_signal or signal.SIGTERM
+                        break
+                if n_labels < 2:
                     self.step_in_epoch += 1
                     continue
                 values = self.train_step(images.to(self.device, non_blocking=True), labels.to(self.device))
@@ -440,7 +547,7 @@ class Trainer:
             self.skipped_images += epoch_skipped
             if epoch_skipped:
                 log.warning("epoch %d: %d unreadable images skipped", epoch + 1, epoch_skipped)
-        if self._stop_signal is not None and self.step_in_epoch < self.steps_per_epoch:
+        if self._should_stop() and self.step_in_epoch < self.steps_per_epoch:
             self._interrupt(sums, counts)
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
         row.update({k: sums[k] / counts[k] for k in sums})
@@ -452,12 +559,22 @@ class Trainer:
         if self.epoch % cfg.train.eval_every == 0 or last:
             self._evaluate_into(row)
         self.history.append(row)
-        write_history(self.paths.history, self.history)
+        if self.dist.is_main:
+            write_history(self.paths.history, self.history)
         if self.epoch % cfg.train.checkpoint_every == 0 or last:
             self._save_state(self.paths.last)
         log.info("epoch %d/%d: %s", self.epoch, cfg.train.epochs, _short(row))
-        if self._stop_signal is not None:
+        if self._should_stop():
             self._interrupt({}, {}, at_epoch_end=True)
+
+    def _should_stop(self) -> bool:
+        """Whether a stop signal arrived (on any rank: one collective when distributed)."""
+        if not self.dist.active:
+            return self._stop_signal is not None
+        _, stop = distributed.agree(0, self._stop_signal is not None, self.device)
+        if stop and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return stop
 
     def _interrupt(self, sums, counts, at_epoch_end: bool = False) -> None:
         if not at_epoch_end:
@@ -481,8 +598,14 @@ class Trainer:
         return fn
 
     def evaluate(self, dataset) -> dict[str, dict[str, float]]:
-        """Metrics of every embedding (heads, ensemble, compressed) on ``dataset``."""
-        return evaluate_model(self.embed_fn(), dataset, self.cfg, self.device, progress=self.progress)
+        """Metrics of every embedding (heads, ensemble, compressed) on ``dataset``.
+
+        On several ranks each embeds every ``world_size``-th item; rank 0 computes the
+        metrics once and sends them to all (every rank must call this).
+        """
+        if not self.dist.active:
+            return evaluate_model(self.embed_fn(), dataset, self.cfg, self.device, progress=self.progress)
+        return evaluate_model_sharded(self.embed_fn(), dataset, self.cfg, self.device, progress=self.progress)
 
     def _evaluate_into(self, row: dict[str, Any]) -> None:
         self.model.eval()
@@ -509,6 +632,8 @@ class Trainer:
         if test is None:  # resumed after the last epoch finished: evaluate again
             self.model.eval()
             test = self.evaluate(self.test_set)
+        if not self.dist.is_main:
+            return test
         write_json(self.paths.metrics, test)
         steps = max(self.global_step - self.skipped_steps, 1)
         summary = {
@@ -524,6 +649,8 @@ class Trainer:
             "weights": dict(zip(self.model.head_names, self.weighting.weights().tolist())),
             "embedding_sizes": {k: int(v) for k, v in self._embedding_sizes().items()},
             "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "global_batch_size": self.cfg.data.batch_size * self.dist.world_size,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "config": config_to_dict(self.cfg),
@@ -545,13 +672,54 @@ class Trainer:
 
 def evaluate_model(embed_fn, dataset, cfg: Config, device, progress: bool = False) -> dict[str, dict[str, float]]:
     """Embed ``dataset`` and compute the metrics of every named embedding."""
-    from lossensemble.evaluation import compute_metrics
     from lossensemble.evaluation.extract import extract_embeddings
 
     embeddings, labels, kept = extract_embeddings(
         embed_fn, dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers,
         device=device, progress=progress, max_items=cfg.eval.max_items, seed=cfg.seed,
     )
+    return metrics_of_embeddings(embeddings, labels, kept, dataset, cfg)
+
+
+def evaluate_model_sharded(embed_fn, dataset, cfg: Config, device, progress: bool = False) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_model` with the embedding split across ranks; every rank gets rank 0's metrics."""
+    from lossensemble.evaluation.extract import extract_embeddings
+
+    indices = _evaluation_indices(len(dataset), cfg.eval.max_items, cfg.seed)
+    mine = indices[distributed.rank() :: distributed.world_size()]
+    shard = extract_embeddings(
+        embed_fn, dataset, batch_size=cfg.eval.batch_size, num_workers=cfg.data.num_workers,
+        device=device, progress=progress, indices=mine,
+    )
+    shards = distributed.gather_object_to_main(shard)
+    results = None
+    if shards is not None:
+        results = metrics_of_embeddings(*_merge_shards(shards), dataset, cfg)
+    return distributed.broadcast_object(results)
+
+
+def _evaluation_indices(n: int, max_items: int | None, seed: int) -> np.ndarray:
+    """The dataset items evaluated: all, or the same seeded subset ``extract_embeddings`` draws."""
+    if max_items is None or max_items >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_items, replace=False))
+
+
+def _merge_shards(shards: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]):
+    """Concatenate per-rank ``(embeddings, labels, kept)`` back into dataset order."""
+    kept = np.concatenate([k for _, _, k in shards])
+    order = np.argsort(kept, kind="stable")
+    labels = np.concatenate([lab for _, lab, _ in shards])[order]
+    names = next((list(e) for e, _, _ in shards if e), [])
+    embeddings = {n: np.concatenate([e[n] for e, _, _ in shards if n in e])[order] for n in names}
+    return embeddings, labels, kept[order]
+
+
+def metrics_of_embeddings(embeddings: dict[str, np.ndarray], labels: np.ndarray, kept: np.ndarray, dataset,
+                          cfg: Config) -> dict[str, dict[str, float]]:
+    """The metrics of every named embedding (query/gallery masks taken from ``dataset`` when it has them)."""
+    from lossensemble.evaluation import compute_metrics
+
     is_query = getattr(dataset, "is_query", None)
     is_gallery = getattr(dataset, "is_gallery", None)
     extra = {}
