@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from lossensemble.config import load_config
     from lossensemble.losses import validate_losses
     from lossensemble.reporting import format_table
-    from lossensemble.training import Trainer, TrainingInterrupted
+    from lossensemble.training import Trainer, TrainingInterrupted, distributed
 
     if args.resume:
         if args.config or args.output or args.overrides:
@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         print(f"lossensemble: {exc}", file=sys.stderr)
         return 130
-    print(format_table(metrics))
-    print(f"\nrun folder: {trainer.paths.root}")
+    finally:
+        distributed.teardown()  # leave the process group of a torchrun launch (no-op otherwise)
+    if trainer.dist.is_main:
+        print(format_table(metrics))
+        print(f"\nrun folder: {trainer.paths.root}")
     return 0
