@@ -99,6 +99,14 @@ def test_second_build_reads_the_cache(monkeypatch):
     assert np.array_equal(first.images, second.images)
 
 
+def test_root_is_the_cache_folder(tmp_path, pool):
+    for path in cache_dir("glyphs").glob("pool-*.json"):  # share the pool, render afresh
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    ds = build_dataset("glyphs", "test", root=tmp_path, seed=5, **SMALL)
+    assert len(list(tmp_path.glob("renders-*.npz"))) == 1
+    assert np.array_equal(ds.images, build_dataset("glyphs", "test", seed=5, **SMALL).images)
+
+
 def test_deterministic_for_a_seed():
     a = build_dataset("glyphs", "train", seed=3, **SMALL).images.copy()
     for path in _renders():

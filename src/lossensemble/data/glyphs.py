@@ -220,11 +220,23 @@ def _pool_settings(fonts: FontSet) -> dict[str, Any]:
     }
 
 
-def load_glyph_pool(fonts: FontSet | None = None, progress: bool = True) -> list[GlyphClass]:
-    """The pool of glyph classes in its fixed order, read from the cache or computed (seconds) and cached."""
+def _cache_folder(folder: Path | None) -> Path:
+    if folder is None:
+        return cache_dir("glyphs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def load_glyph_pool(
+    fonts: FontSet | None = None, progress: bool = True, folder: Path | None = None
+) -> list[GlyphClass]:
+    """The pool of glyph classes in its fixed order, read from the cache or computed (seconds) and cached.
+
+    ``folder``: where the cache lives (default ``cache_dir("glyphs")``).
+    """
     fonts = fonts or FontSet()
     settings = _pool_settings(fonts)
-    path = cache_dir("glyphs") / f"pool-{_key(settings)}.json"
+    path = _cache_folder(folder) / f"pool-{_key(settings)}.json"
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -314,8 +326,12 @@ def render_glyph_block(
     fonts: FontSet | None = None,
     progress: bool = True,
     desc: str = "glyphs: rendering",
+    folder: Path | None = None,
 ) -> np.ndarray:
-    """Images (len(classes) * images_per_class, size, size) uint8, class-major; cached on disk by their options."""
+    """Images (len(classes) * images_per_class, size, size) uint8, class-major; cached on disk by their options.
+
+    ``folder``: where the cache lives (default ``cache_dir("glyphs")``).
+    """
     fonts = fonts or FontSet()
     settings = {
         "version": POOL_VERSION, "fonts": fonts.fingerprint(), "chars": "".join(g.char for g in classes),
@@ -324,7 +340,7 @@ def render_glyph_block(
         "jitter": [GlyphRenderer.ROTATION, GlyphRenderer.SCALE, GlyphRenderer.SHEAR,
                    GlyphRenderer.SHIFT, GlyphRenderer.STROKES, _MARGIN],
     }
-    path = cache_dir("glyphs") / f"renders-{_key(settings)}.npz"
+    path = _cache_folder(folder) / f"renders-{_key(settings)}.npz"
     shape = (len(classes) * images_per_class, render_size, render_size)
     if path.is_file():
         try:
@@ -356,7 +372,8 @@ class Glyphs(DatasetSource):
 
     Options: ``num_train_classes``, ``num_test_classes``, ``num_pretrain_classes``,
     ``images_per_class`` (>= 16), ``render_size`` (pixels), ``progress`` (progress bars).
-    The build's ``seed`` drives the renders (faces order, jitter).
+    The build's ``seed`` drives the renders (faces order, jitter). ``root``, if given, is
+    the folder of the cache (default ``$LOSSENSEMBLE_CACHE/glyphs``).
     """
 
     kind = "glyph"
@@ -387,7 +404,7 @@ class Glyphs(DatasetSource):
         return self.render_size
 
     def location(self) -> str:
-        return str(cache_dir("glyphs", create=False))
+        return str(self.root) if self.root is not None else str(cache_dir("glyphs", create=False))
 
     def summary(self) -> dict[str, Any]:
         """Counts from the options alone: nothing is rendered."""
@@ -412,7 +429,7 @@ class Glyphs(DatasetSource):
     def build(self, split: str, *, val_fraction: float, seed: int) -> ArrayImageDataset:
         fonts = FontSet()
         progress = bool(self.opts["progress"])
-        pool = load_glyph_pool(fonts, progress=progress)
+        pool = load_glyph_pool(fonts, progress=progress, folder=self.root)
         blocks = self.blocks(pool)
         if split == "pretrain" and self.num_train + self.num_test + self.num_pretrain > len(pool):
             raise DataError(
@@ -425,7 +442,7 @@ class Glyphs(DatasetSource):
         for part in parts:
             classes = blocks[part]
             images.append(render_glyph_block(classes, self.images_per_class, self.render_size, seed, fonts,
-                                             progress, desc=f"glyphs: rendering {part} classes"))
+                                             progress, desc=f"glyphs: rendering {part} classes", folder=self.root))
             chars.extend(g.char for g in classes for _ in range(self.images_per_class))
             tags.extend(["test" if part == "test" else "train"] * (len(classes) * self.images_per_class))
         order = [g.char for part in parts for g in blocks[part]]
