@@ -17,8 +17,6 @@ from lossensemble.cli.common import add_overrides_argument, resolve_config
 
 log = logging.getLogger("lossensemble.demo")
 
-PAPER_PRIOR = {"classification": 2.0, "triplet": 1.0, "binomial": 2.0, "proxy_nca": 3.0}
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -38,15 +36,13 @@ def register(sub) -> None:
 
 def demo_methods(cfg):
     """The demo's methods as (display name, run folder name, config, embedding to report)."""
-    from lossensemble.training.experiments import single_loss_config, with_changes
+    from lossensemble.training.experiments import paper_config, single_loss_config
 
     methods = [(f"single: {loss.name}", f"single-{loss.name}", single_loss_config(cfg, loss.name),
                 f"heads.{loss.name}") for loss in cfg.losses]
     w = cfg.weighting
     methods.append((f"ensemble ({w.scheme}, scale {w.scale})", "ensemble", cfg, "ensemble"))
-    prior = [PAPER_PRIOR.get(loss.name, 1.0) for loss in cfg.losses]
-    paper = with_changes(cfg, weighting=dict(scheme="learned", scale="running_mean", prior=prior))
-    methods.append(("paper (learned, scale running_mean)", "paper", paper, "ensemble"))
+    methods.append(("paper (learned, scale running_mean)", "paper", paper_config(cfg), "ensemble"))
     return methods
 
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_recall_at_k", "plot_history"]
+__all__ = [
+    "plot_recall_at_k",
+    "plot_history",
+    "plot_curves",
+    "plot_loss_curves",
+    "plot_embedding_map",
+    "project_2d",
+    "plot_retrieval_grid",
+]
 
 
 def plot_recall_at_k(
@@ -71,3 +80,162 @@ def plot_history(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` as PNG at ``path`` and close it."""
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(
+    series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, ylabel: str, title: str | None = None,
+    xlabel: str = "epoch",
+) -> Path | None:
+    """One line per name through its ``(x, y)`` points (e.g. test Recall@1 per epoch); None when all are empty."""
+    drawn = {name: pts for name, pts in series.items() if pts}
+    if not drawn:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for name, pts in drawn.items():
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(drawn) > 6 else 1)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_loss_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, title: str | None = None
+) -> Path | None:
+    """One panel per raw loss (``loss_<name>`` columns, total excluded), one line per method, over epochs."""
+    losses: list[str] = []
+    for rows in histories.values():
+        for r in rows:
+            losses.extend(k for k in r if k.startswith("loss_") and k != "loss_total" and k not in losses)
+    if not losses:
+        return None
+    cols = min(len(losses), 2)
+    nrows = (len(losses) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, 3.2 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, losses):
+        for method, rows in histories.items():
+            pts = [(r["epoch"], r[col]) for r in rows if col in r and "epoch" in r]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", markersize=3, label=method)
+        ax.set_title(col[len("loss_"):], fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("raw loss (epoch mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(losses):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def project_2d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """A 2-D map of the rows of ``x``: t-SNE (PCA-initialised) or PCA, both from scikit-learn."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(x, dtype=np.float32)
+    if method == "pca" or len(x) < 8:
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if method != "tsne":
+        raise ValueError(f"unknown projection {method!r} (tsne or pca)")
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+
+
+def choose_classes(labels: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of the classes present in ``labels`` (sorted)."""
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(classes, size=min(num_classes, len(classes)), replace=False))
+
+
+def plot_embedding_map(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, num_classes: int = 10,
+    method: str = "tsne", seed: int = 0,
+) -> Path:
+    """Side-by-side 2-D maps of embeddings (``panels[name] = (embeddings, labels)``) coloured by class.
+
+    The same ``num_classes`` classes (seeded choice) are shown in every panel.
+    """
+    first_labels = next(iter(panels.values()))[1]
+    classes = choose_classes(first_labels, num_classes, seed)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.8), squeeze=False)
+    for ax, (name, (emb, labels)) in zip(axes.flat, panels.items()):
+        keep = np.isin(labels, classes)
+        xy = project_2d(emb[keep], method, seed)
+        for i, c in enumerate(classes):
+            sel = labels[keep] == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=cmap(i % cmap.N), label=str(c))
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{'t-SNE' if method == 'tsne' else 'PCA'} of test embeddings, {len(classes)} unseen classes "
+                 "(colour = class)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _show_image(ax, image, border: str | None) -> None:
+    """Draw ``image`` (PIL or None) without ticks; a coloured frame when ``border`` is given."""
+    if image is not None:
+        ax.imshow(np.asarray(image), cmap="gray" if np.asarray(image).ndim == 2 else None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(border is not None)
+        if border is not None:
+            spine.set_edgecolor(border)
+            spine.set_linewidth(3.5)
+
+
+def plot_retrieval_grid(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    queries: Sequence[int],
+    get_image: Callable[[int], object],
+    path: str | Path,
+) -> Path:
+    """Queries (one per row) and their top neighbours under each embedding; wrong neighbours framed red.
+
+    ``panels[name] = (neighbours, correct)``: arrays (len(queries), k) of dataset indices and
+    booleans. ``get_image(i)`` returns dataset item ``i`` as a PIL image. Right neighbours
+    get a green frame, wrong ones a red frame.
+    """
+    names = list(panels)
+    k = next(iter(panels.values()))[0].shape[1]
+    widths = [1.0] + sum(([0.25] + [1.0] * k for _ in names), [])
+    fig = plt.figure(figsize=(0.95 * sum(widths) + 0.3, 1.05 * len(queries) + 0.7))
+    grid = fig.add_gridspec(len(queries), len(widths), width_ratios=widths, wspace=0.08, hspace=0.12)
+    for row, q in enumerate(queries):
+        ax = fig.add_subplot(grid[row, 0])
+        _show_image(ax, get_image(int(q)), "black")
+        if row == 0:
+            ax.set_title("query", fontsize=9)
+        for p, name in enumerate(names):
+            neighbours, correct = panels[name]
+            for j in range(k):
+                ax = fig.add_subplot(grid[row, 1 + p * (k + 1) + 1 + j])
+                idx = int(neighbours[row, j])
+                _show_image(ax, get_image(idx) if idx >= 0 else None, "tab:green" if correct[row, j] else "red")
+                if row == 0 and j == 0:
+                    ax.set_title(f"{name}: top {k}", fontsize=9, loc="left")
+    fig.suptitle("Retrieval on unseen classes (green frame: same class as the query, red: wrong)", fontsize=10)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / (1.05 * len(queries) + 0.7))
+    return _save(fig, path)

@@ -1,0 +1,117 @@
+"""``lossensemble compare``: the paper's experiment as one command, with a report to look at.
+
+Trains, on the same data, backbone, budget, batch composition and seeds: each loss
+alone, the ensemble with equal / learned (the paper) / uncertainty weights, the
+scale-normalisation ablations, the learned ensemble compressed to one head's size,
+and the independent ensemble of the single-loss models; then writes results tables,
+plots and a self-contained report.html. Finished runs in OUT are reused and
+interrupted ones resumed, so an interrupted comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+from lossensemble.cli.common import add_overrides_argument, resolve_config
+from lossensemble.errors import UserError
+
+#: Method families, mirrored from lossensemble.training.experiments (kept here so --help needs no torch).
+METHOD_HELP = (
+    "single (each loss alone; always run), equal, learned (the paper), uncertainty, compressed (the learned "
+    "ensemble compressed post hoc), equal-scaled and learned-noscale (scale-normalisation ablations), gradnorm "
+    "(opt-in, when the build has it), independent (single-loss models concatenated, no extra training), heads "
+    "(the equal ensemble's heads alone)"
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare the ensemble (several weightings, compressed) with every single loss over seeds; "
+        "write tables, plots and report.html",
+        description=__doc__.split("\n\n", 1)[1].replace("\n", " "),
+    )
+    p.add_argument("-c", "--config", required=True, help="config file or packaged name (e.g. glyphs-compare)")
+    p.add_argument("-o", "--output", required=True, help="output folder (runs in OUT/<method>/seed<k>/)")
+    p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED",
+                   help="seeds to train each method with (default: 0 1 2)")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"method families to run (default: all but gradnorm): {METHOD_HELP}")
+    p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides_argument(p)
+    p.set_defaults(func=run)
+
+
+def split_overrides(values: list[str]) -> tuple[list[str], list[str]]:
+    """Split a list option's values into its own values and ``key=value`` overrides that followed it.
+
+    ``--seeds 0 1 train.epochs=3`` makes argparse put the override into the seeds; it belongs
+    to the overrides.
+    """
+    own = [v for v in values if "=" not in v]
+    return own, [v for v in values if "=" in v]
+
+
+def parse_seeds(values: list[str]) -> list[int]:
+    """Seeds as distinct non-negative integers, in the given order."""
+    seeds: list[int] = []
+    for v in values:
+        try:
+            s = int(v)
+        except ValueError:
+            raise UserError(f"--seeds: expected integers, got {v!r}") from None
+        if s < 0:
+            raise UserError(f"--seeds: must be >= 0, got {s}")
+        if s not in seeds:
+            seeds.append(s)
+    return seeds
+
+
+def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[str], overrides: list[str]) -> str:
+    """The command line that reproduces this comparison (for the report)."""
+    parts = ["lossensemble", "compare", "-c", config, "-o", str(out), "--seeds", *map(str, seeds)]
+    if methods:
+        parts += ["--methods", *methods]
+    parts += overrides
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lossensemble.config import load_config
+    from lossensemble.reporting.comparison import report_comparison
+    from lossensemble.reporting.results import table_cells
+    from lossensemble.reporting.tables import format_table
+    from lossensemble.training.experiments import DEFAULT_METHODS, comparison_methods, run_comparison
+    from lossensemble.training.run import check_writable
+
+    seed_values, extra = split_overrides(list(args.seeds))
+    method_values, extra2 = split_overrides(list(args.methods or []))
+    seeds = parse_seeds(seed_values)
+    if not seeds:
+        raise UserError("--seeds: give at least one seed")
+    cfg = load_config(resolve_config(args.config), list(args.overrides) + extra + extra2)
+    methods = comparison_methods(cfg, method_values or list(DEFAULT_METHODS))
+    out = Path(args.output)
+    check_writable(out)
+    start = time.perf_counter()
+    print(f"compare: {len(methods)} methods x {len(seeds)} seed(s) -> {out}/<method>/seed<k>/", flush=True)
+    comp = run_comparison(cfg, out, seeds, methods, progress=not args.no_progress)
+    print("writing tables, plots and report...", flush=True)
+    command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2)
+    report = report_comparison(comp, command=command, plots=not args.no_plots,
+                               elapsed_seconds=time.perf_counter() - start)
+    header, body = table_cells(report.rows)
+    print()
+    print(format_table({cells[0]: dict(zip(header[1:], cells[1:])) for cells in body}, columns=header[1:],
+                       first="method"))
+    print()
+    for note in report.notes:
+        print(note)
+    elapsed = (time.perf_counter() - start) / 60
+    print(f"\nresults: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}; "
+          f"report: {out / 'report.html'} ({elapsed:.1f} min)")
+    return 0

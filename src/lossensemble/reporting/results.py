@@ -1,0 +1,177 @@
+"""The comparison's result table: rows per method (mean ± std over seeds), written as JSON, CSV and Markdown.
+
+A row is a plain dict::
+
+    {"method": "equal", "group": "ensemble", "description": "...", "seeds": [0, 1],
+     "recall@1": {"mean": 71.2, "std": 0.4}, ...,              # every metric
+     "embedding_size": 256, "seconds_per_step": {"mean": ..., "std": ...},
+     "query_ms": 0.012,                                        # faiss search per query
+     "gain": {"recall@1": {"mean": 1.3, "std": 0.5}, ...},     # paired, vs the best single loss
+     "best_single": false}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lossensemble.reporting.aggregate import GAIN_METRICS, Selection, aggregate_metrics, mean_std, paired_gain
+from lossensemble.reporting.tables import METRIC_ORDER, _title
+
+__all__ = [
+    "TABLE_METRICS",
+    "comparison_rows",
+    "measure_query_seconds",
+    "rows_to_csv",
+    "rows_to_markdown",
+    "format_mean_std",
+    "table_cells",
+    "strip_counts",
+]
+
+#: Metrics of the table, in order (NMI after the recalls, as in the papers).
+TABLE_METRICS = tuple(METRIC_ORDER)
+
+
+def measure_query_seconds(embeddings: np.ndarray, k: int, distance: str = "cosine", repeats: int = 3) -> float:
+    """Seconds per query to search ``embeddings`` against themselves (exact faiss, k neighbours, self excluded).
+
+    The best of ``repeats`` timings, so other processes on a shared machine disturb it less.
+    """
+    from lossensemble.evaluation import knn_search
+
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        knn_search(x, x, k=k, distance=distance, exclude_self=True)
+        best = min(best, time.perf_counter() - start)
+    return best / max(len(x), 1)
+
+
+def strip_counts(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{"mean", "std"}`` per key (the ``n`` of :func:`mean_std` left out)."""
+    return {k: {"mean": v["mean"], "std": v["std"]} for k, v in stats.items()}
+
+
+def comparison_rows(
+    methods: Sequence[Mapping[str, Any]],
+    test: Mapping[str, Mapping[int, Mapping[str, float]]],
+    selection: Selection,
+    seconds_per_step: Mapping[str, Sequence[float | None]],
+    embedding_size: Mapping[str, int | None],
+    query_ms: Mapping[str, float | None],
+) -> list[dict[str, Any]]:
+    """One row per method (``methods``: dicts with name, group, description), in the given order.
+
+    ``test[method][seed]`` are the test metrics of that method on that seed; gains are
+    paired by seed against ``selection.best``.
+    """
+    reference = test[selection.best]
+    rows = []
+    for m in methods:
+        name = m["name"]
+        per_seed = test.get(name)
+        if not per_seed:
+            continue
+        stats = aggregate_metrics([per_seed[s] for s in sorted(per_seed)])
+        ordered = {k: stats[k] for k in TABLE_METRICS if k in stats}
+        ordered.update({k: v for k, v in stats.items() if k not in ordered})
+        row: dict[str, Any] = {"method": name, "group": m.get("group", ""), "description": m.get("description", ""),
+                               "seeds": sorted(per_seed)}
+        row.update(strip_counts(ordered))
+        row["embedding_size"] = embedding_size.get(name)
+        sps = mean_std(v for v in seconds_per_step.get(name, []) if v is not None)
+        row["seconds_per_step"] = {"mean": sps["mean"], "std": sps["std"]}
+        row["query_ms"] = query_ms.get(name)
+        row["gain"] = strip_counts(paired_gain(per_seed, reference, GAIN_METRICS))
+        row["best_single"] = name == selection.best
+        rows.append(row)
+    return rows
+
+
+def format_mean_std(stat: Mapping[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
+    """``"71.20 ± 0.40"`` (``"71.20"`` without a std, ``"-"`` without a mean)."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    text = fmt.format(stat["mean"])
+    if stat.get("std") is not None:
+        text += f" ± {stat['std']:.{digits}f}"
+    return text
+
+
+def _metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    present = {k for r in rows for k, v in r.items() if isinstance(v, dict) and "mean" in v}
+    present.discard("seconds_per_step")
+    return [k for k in TABLE_METRICS if k in present] + sorted(present - set(TABLE_METRICS))
+
+
+def table_cells(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the comparison table (shared by Markdown, HTML and the terminal)."""
+    metrics = _metric_keys(rows)
+    header = ["method"] + [_title(k) for k in metrics] + ["dim", "s/step", "query ms"]
+    header += [f"Δ {_title(k)}" for k in GAIN_METRICS]
+    body = []
+    for r in rows:
+        name = r["method"] + (" *" if r.get("best_single") else "")
+        cells = [name] + [format_mean_std(r.get(k)) for k in metrics]
+        cells.append(str(r["embedding_size"]) if r.get("embedding_size") else "-")
+        sps = r.get("seconds_per_step") or {}
+        cells.append(f"{sps['mean']:.3f}" if sps.get("mean") is not None else "-")
+        cells.append(f"{r['query_ms']:.4f}" if r.get("query_ms") is not None else "-")
+        gains = r.get("gain", {})
+        cells += ["" if r.get("best_single") else format_mean_std(gains.get(k), signed=True) for k in GAIN_METRICS]
+        body.append(cells)
+    return header, body
+
+
+def rows_to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The comparison table in GitHub Markdown (mean ± std over seeds)."""
+    header, body = table_cells(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Flat CSV: ``<metric>_mean``/``<metric>_std`` columns, gains as ``gain_<metric>_mean``/``_std``."""
+    metrics = _metric_keys(rows)
+    fields = ["method", "group", "seeds"]
+    for k in metrics:
+        fields += [f"{k}_mean", f"{k}_std"]
+    fields += ["embedding_size", "seconds_per_step_mean", "seconds_per_step_std", "query_ms"]
+    for k in GAIN_METRICS:
+        fields += [f"gain_{k}_mean", f"gain_{k}_std"]
+    fields += ["best_single", "description"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        flat: dict[str, Any] = {"method": r["method"], "group": r.get("group", ""),
+                                "seeds": " ".join(str(s) for s in r.get("seeds", [])),
+                                "embedding_size": r.get("embedding_size"), "query_ms": r.get("query_ms"),
+                                "best_single": r.get("best_single", False), "description": r.get("description", "")}
+        for k in metrics:
+            flat[f"{k}_mean"] = (r.get(k) or {}).get("mean")
+            flat[f"{k}_std"] = (r.get(k) or {}).get("std")
+        flat["seconds_per_step_mean"] = (r.get("seconds_per_step") or {}).get("mean")
+        flat["seconds_per_step_std"] = (r.get("seconds_per_step") or {}).get("std")
+        for k in GAIN_METRICS:
+            g = (r.get("gain") or {}).get(k) or {}
+            flat[f"gain_{k}_mean"] = g.get("mean")
+            flat[f"gain_{k}_std"] = g.get("std")
+        writer.writerow({k: ("" if v is None else v) for k, v in flat.items()})
+    return buf.getvalue()
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8) and return the path."""
+    path = Path(path)
+    path.write_text(text, encoding="utf-8")
+    return path
