@@ -250,12 +250,18 @@ def agree(count: int, flag: bool, device: torch.device) -> tuple[int, bool]:
     return int(-t[0]), bool(t[1])
 
 
-def broadcast_module(module: nn.Module, src: int = 0) -> None:
-    """Copy ``module``'s parameters and buffers from rank ``src`` to every rank."""
+def broadcast_module(module: nn.Module, src: int = 0, buffers_only: bool = False) -> None:
+    """Copy ``module``'s parameters and buffers (or only its buffers) from rank ``src`` to every rank.
+
+    ``buffers_only`` is for the end of an epoch: DDP syncs buffers (batch-norm statistics)
+    before each forward, so after the last step every rank holds its own; evaluation and
+    checkpoints use rank 0's.
+    """
     if not is_distributed():
         return
+    tensors = list(module.buffers()) if buffers_only else list(module.parameters()) + list(module.buffers())
     with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()):
+        for t in tensors:
             dist.broadcast(t.data, src=src)
 
 

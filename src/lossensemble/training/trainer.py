@@ -547,6 +547,7 @@ class Trainer:
             self.skipped_images += epoch_skipped
             if epoch_skipped:
                 log.warning("epoch %d: %d unreadable images skipped", epoch + 1, epoch_skipped)
+        distributed.broadcast_module(self.model, buffers_only=True)  # rank 0's batch-norm statistics everywhere
         if self._should_stop() and self.step_in_epoch < self.steps_per_epoch:
             self._interrupt(sums, counts)
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
