@@ -15,7 +15,8 @@ def register(sub) -> None:
         "(or another dataset given with --data).",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by 'lossensemble train'")
-    p.add_argument("--checkpoint", choices=["last", "best"], default="last", help="which checkpoint (default last)")
+    p.add_argument("--checkpoint", choices=["last", "best", "compressed"], default="last",
+                   help="which checkpoint: last (default), best, or compressed (after 'lossensemble compress')")
     p.add_argument("--data", metavar="NAME", help="dataset name to evaluate on instead of the run's")
     p.add_argument("--root", help="dataset root folder")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")

@@ -55,16 +55,19 @@ def attach_compressor(model: EnsembleModel, meta: dict) -> None:
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> LoadedRun:
-    """Load a run's config and checkpoint (``last`` or ``best``) into an eval-mode model."""
+    """Load a run's config and checkpoint into an eval-mode model.
+
+    ``checkpoint`` is ``last``, ``best``, ``compressed`` (written by ``lossensemble compress``)
+    or a path to a checkpoint file.
+    """
     paths = RunPaths(Path(run_dir))
     if not paths.root.is_dir():
         raise UserError(f"run folder not found: {paths.root}")
     if not paths.config.is_file():
         raise UserError(f"{paths.root} is not a run folder (no config.yaml)")
     cfg = load_config(paths.config)
-    ckpt = paths.best if checkpoint == "best" else paths.last
-    if checkpoint not in ("best", "last"):
-        ckpt = Path(checkpoint)
+    named = {"last": paths.last, "best": paths.best, "compressed": paths.checkpoints / "compressed.safetensors"}
+    ckpt = named.get(checkpoint, Path(checkpoint))
     tensors, state = load_checkpoint(ckpt)
     if "num_classes" not in state:
         raise UserError(f"{ckpt}: checkpoint lacks num_classes (written by an older version?)")
