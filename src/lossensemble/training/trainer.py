@@ -652,6 +652,9 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.dist.world_size,
             "global_batch_size": self.cfg.data.batch_size * self.dist.world_size,
+            # Training throughput over all ranks (unreadable images and skipped steps aside).
+            "images_per_second": round(self.cfg.data.batch_size * self.dist.world_size * steps
+                                       / max(self.train_seconds, 1e-9), 2),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "config": config_to_dict(self.cfg),
