@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def register(sub) -> None:
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help=f"method families to run (default: all but gradnorm): {METHOD_HELP}")
     p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
+    p.add_argument("--map", choices=("tsne", "pca"), default="tsne",
+                   help="2-D projection of the embedding maps (default: tsne; pca is instantaneous)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_overrides_argument(p)
     p.set_defaults(func=run)
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from lossensemble.reporting.tables import format_table
     from lossensemble.training.experiments import DEFAULT_METHODS, comparison_methods, run_comparison
     from lossensemble.training.run import check_writable
+    from lossensemble.training.trainer import TrainingInterrupted
 
     seed_values, extra = split_overrides(list(args.seeds))
     method_values, extra2 = split_overrides(list(args.methods or []))
@@ -99,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
     check_writable(out)
     start = time.perf_counter()
     print(f"compare: {len(methods)} methods x {len(seeds)} seed(s) -> {out}/<method>/seed<k>/", flush=True)
-    comp = run_comparison(cfg, out, seeds, methods, progress=not args.no_progress)
+    try:
+        comp = run_comparison(cfg, out, seeds, methods, progress=not args.no_progress)
+    except TrainingInterrupted:
+        print(f"lossensemble: compare interrupted; a checkpoint was saved. Run the same command again to resume "
+              f"(finished runs in {out} are reused).", file=sys.stderr)
+        return 130
     print("writing tables, plots and report...", flush=True)
     command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2)
     report = report_comparison(comp, command=command, plots=not args.no_plots,
-                               elapsed_seconds=time.perf_counter() - start)
+                               elapsed_seconds=time.perf_counter() - start, projection=args.map)
     header, body = table_cells(report.rows)
     print()
     print(format_table({cells[0]: dict(zip(header[1:], cells[1:])) for cells in body}, columns=header[1:],

@@ -156,7 +156,7 @@ def _retrieval_grid(comp: Comparison, names: list[str], path: Path, progress: bo
 
 
 def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selection, ensemble: Selection | None,
-               folder: Path, progress: bool = False) -> dict[str, Figure]:
+               folder: Path, progress: bool = False, projection: str = "tsne") -> dict[str, Figure]:
     """Every plot of the report, by key, with its caption (plots that have no data are left out)."""
     from lossensemble.reporting.plots import plot_curves, plot_embedding_map, plot_history, plot_loss_curves
     from lossensemble.reporting.plots import plot_recall_at_k
@@ -192,8 +192,9 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
         for name in (selection.best, ens):
             emb, cached = _embedding(comp.first(name), progress)
             panels[name] = (emb, cached.labels)
-        figures["map"] = Figure(plot_embedding_map(panels, folder / "embedding_map.png", seed=comp.cfg.seed),
-                                f"t-SNE of test embeddings of 10 unseen classes: best single loss ({selection.best}) "
+        figures["map"] = Figure(plot_embedding_map(panels, folder / "embedding_map.png", method=projection,
+                                                   seed=comp.cfg.seed),
+                                f"{'t-SNE' if projection == 'tsne' else 'PCA'} of test embeddings of 10 unseen classes: best single loss ({selection.best}) "
                                 f"vs best ensemble ({ens}) ({seed0}).")
     other = "learned-compressed" if comp.first("learned-compressed") is not None else ens
     if other is not None:
@@ -259,8 +260,12 @@ def _markdown(comp: Comparison, rows: list[dict[str, Any]], notes: list[str]) ->
 
 
 def report_comparison(comp: Comparison, command: str = "", progress: bool = False, plots: bool = True,
-                      elapsed_seconds: float | None = None) -> ComparisonReport:
-    """Write results.{json,csv,md}, comparison.json, the plots and report.html for ``comp``."""
+                      elapsed_seconds: float | None = None, projection: str = "tsne") -> ComparisonReport:
+    """Write results.{json,csv,md}, comparison.json, the plots and report.html for ``comp``.
+
+    ``projection`` ("tsne" or "pca") makes the 2-D embedding maps; ``plots=False`` leaves
+    the plots out (tables and the page only).
+    """
     out = comp.out
     selection = _selection(comp, ("single",))
     if selection is None:
@@ -283,7 +288,7 @@ def report_comparison(comp: Comparison, command: str = "", progress: bool = Fals
             "elapsed_seconds": elapsed_seconds}
     write_json(out / "comparison.json", meta)
     report.files["comparison.json"] = out / "comparison.json"
-    figures = make_plots(comp, rows, selection, ensemble, out / "plots", progress) if plots else {}
+    figures = make_plots(comp, rows, selection, ensemble, out / "plots", progress, projection) if plots else {}
     report.plots = {k: f.path for k, f in figures.items()}
     report.files["report.html"] = _write_html(comp, rows, notes, list(figures.values()), command)
     return report

@@ -32,8 +32,8 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 pre { background: #f6f8fa; padding: 10px; font-size: 0.8em; overflow-x: auto; border: 1px solid #e1e4e8; }
 ul.notes li { margin: 0.2em 0; }
-dl.methods dt { font-weight: bold; float: left; clear: left; width: 190px; }
-dl.methods dd { margin-left: 200px; margin-bottom: 0.2em; }
+dl.methods dt { font-weight: bold; float: left; clear: left; width: 230px; }
+dl.methods dd { margin-left: 240px; margin-bottom: 0.2em; }
 """
 
 

@@ -156,7 +156,10 @@ def project_2d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray
     from sklearn.manifold import TSNE
 
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+    # Exact gradients are faster than Barnes-Hut for the few hundred points a map shows.
+    exact = "exact" if len(x) <= 1000 else "barnes_hut"
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed, method=exact,
+                max_iter=500).fit_transform(x)
 
 
 def choose_classes(labels: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:

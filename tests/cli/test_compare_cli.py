@@ -1,0 +1,174 @@
+"""``lossensemble compare`` end to end on a tiny glyph config (one seed, two losses, two steps per run).
+
+The comparison runs once per module (fixture ``compared``); the tests read what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossensemble.cli.compare import parse_seeds, split_overrides
+from lossensemble.cli.main import main
+from lossensemble.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "data.options.num_train_classes=16", "data.options.num_test_classes=16", "data.image_size=32",
+    "data.batch_size=32", "data.val_fraction=0.25", "train.epochs=1", "train.steps_per_epoch=2",
+    "train.threads=1", "losses=[triplet,proxy_nca]", "compression.epochs=1",
+]
+EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "uncertainty", "learned-compressed",
+            "equal-scaled", "learned-noscale", "independent", "equal-head-triplet", "equal-head-proxy_nca"]
+METRICS = ["recall@1", "recall@2", "recall@4", "recall@8", "nmi", "knn_acc", "map@r", "r_precision"]
+
+
+def compare_argv(out: Path, *extra: str) -> list[str]:
+    return ["compare", "-c", "glyphs-compare", "-o", str(out), "--seeds", "0", "--no-progress", "--map", "pca",
+            *extra, *TINY]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("compare")
+    assert main(compare_argv(out)) == 0
+    return out
+
+
+def test_results_rows_and_keys(compared):
+    rows = json.loads((compared / "results.json").read_text())
+    assert [r["method"] for r in rows] == EXPECTED
+    for row in rows:
+        for m in METRICS:
+            assert set(row[m]) == {"mean", "std"}
+            assert 0.0 <= row[m]["mean"] <= 100.0
+            assert row[m]["std"] is None  # one seed: no spread
+        assert row["embedding_size"] in (64, 128)
+        assert row["query_ms"] > 0
+        assert row["seconds_per_step"]["mean"] > 0
+        assert set(row["gain"]) == {"recall@1", "knn_acc", "map@r"}
+    by = {r["method"]: r for r in rows}
+    assert by["equal"]["embedding_size"] == 128 and by["learned-compressed"]["embedding_size"] == 64
+    assert sum(r["best_single"] for r in rows) == 1
+    best = next(r for r in rows if r["best_single"])
+    meta = json.loads((compared / "comparison.json").read_text())
+    assert meta["best_single"] == best["method"] and meta["selection"] == "validation"
+    # the equal ensemble's heads come from its metrics.json
+    metrics = json.loads((compared / "equal" / "seed0" / "metrics.json").read_text())
+    assert by["equal-head-triplet"]["recall@1"]["mean"] == pytest.approx(metrics["heads.triplet"]["recall@1"])
+    gain = by["equal"]["gain"]["map@r"]["mean"]
+    assert gain == pytest.approx(by["equal"]["map@r"]["mean"] - best["map@r"]["mean"])
+
+
+def test_csv_and_markdown(compared):
+    lines = (compared / "results.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["method", "group", "seeds"]
+    assert {"recall@1_mean", "map@r_std", "query_ms", "gain_recall@1_mean"} <= set(header)
+    assert len(lines) == 1 + len(EXPECTED)
+    md = (compared / "results.md").read_text()
+    for name in EXPECTED:
+        assert f"| {name}" in md
+    assert "chosen by mean MAP@R on the validation classes" in md
+
+
+def test_run_folders_layout(compared):
+    for name in ("single-triplet", "equal", "learned", "independent"):
+        assert (compared / name / "seed0" / "metrics.json").is_file()
+    assert (compared / "learned" / "seed0" / "checkpoints" / "compressed.safetensors").is_file()
+
+
+def test_independent_embedding_is_the_concatenation(compared):
+    from lossensemble.evaluation import compute_metrics
+    from lossensemble.evaluation.extract import extract_embeddings
+    from lossensemble.training.experiments import load_test_embeddings, test_split
+    from lossensemble.training.loading import load_run
+
+    parts = []
+    labels = None
+    for loss in ("triplet", "proxy_nca"):
+        loaded = load_run(compared / f"single-{loss}" / "seed0")
+        emb, labels, _ = extract_embeddings(loaded.embed_fn(), test_split(loaded.cfg))
+        v = emb[f"heads.{loss}"]
+        parts.append(v / np.linalg.norm(v, axis=1, keepdims=True) * np.sqrt(0.5))
+    by_hand = np.concatenate(parts, axis=1)
+    cached = load_test_embeddings(compared / "independent" / "seed0" / "test-embeddings-last.npz")
+    np.testing.assert_allclose(cached.embeddings["independent"], by_hand, atol=1e-5)
+    np.testing.assert_array_equal(cached.labels, labels)
+    metrics = compute_metrics(by_hand, labels)
+    row = next(r for r in json.loads((compared / "results.json").read_text()) if r["method"] == "independent")
+    assert row["map@r"]["mean"] == pytest.approx(metrics["map@r"], abs=1e-3)
+    assert row["embedding_size"] == 128
+
+
+def test_plots_are_png(compared):
+    from PIL import Image
+
+    names = ["recall_at_k", "weights", "losses", "recall1_over_epochs", "embedding_map", "retrieval_grid"]
+    for name in names:
+        path = compared / "plots" / f"{name}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        with Image.open(path) as img:
+            img.verify()
+
+
+def test_report_is_self_contained(compared):
+    page = (compared / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sum(s.startswith("data:image/png;base64,") for s in sources) == 6
+    for s in sources:
+        assert s.startswith("data:") or (compared / s).is_file(), s
+    for text in ("single-proxy_nca", "learned-compressed", "pytorch-metric-learning", "faiss", "embedding_dim"):
+        assert text in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (Debian package chromium)")
+def test_report_renders_in_headless_chromium(compared, tmp_path):
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([str(REPO / "scripts" / "render_report.sh"), str(compared / "report.html"), str(shot),
+                           "800x1200"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (800, 1200)
+        assert len(img.convert("L").getcolors(1 << 16) or []) > 10  # not a blank page
+
+
+def test_seeds_and_overrides_after_list_options():
+    assert split_overrides(["0", "1", "train.epochs=3"]) == (["0", "1"], ["train.epochs=3"])
+    assert parse_seeds(["2", "0", "2"]) == [2, 0]
+    with pytest.raises(UserError, match="integers"):
+        parse_seeds(["x"])
+
+
+def test_unknown_method_is_a_user_error(tmp_path, capsys):
+    rc = main(["compare", "-c", "glyphs-compare", "-o", str(tmp_path / "o"), "--methods", "bogus"])
+    assert rc == 2
+    assert "unknown bogus" in capsys.readouterr().err
+
+
+# Runs last: it rewrites the report without plots.
+def test_second_invocation_reuses_everything(compared, monkeypatch, capsys):
+    import lossensemble.compression as compression
+    import lossensemble.training.experiments as experiments
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(experiments, "Trainer", refuse)
+    monkeypatch.setattr(compression, "compress_run", refuse, raising=False)
+    before = (compared / "results.json").read_text()
+    assert main(compare_argv(compared, "--no-plots")) == 0
+    after = json.loads((compared / "results.json").read_text())
+    old = json.loads(before)
+    assert [r["method"] for r in after] == [r["method"] for r in old]
+    assert [r["map@r"] for r in after] == [r["map@r"] for r in old]
