@@ -194,8 +194,8 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
             panels[name] = (emb, cached.labels)
         figures["map"] = Figure(plot_embedding_map(panels, folder / "embedding_map.png", method=projection,
                                                    seed=comp.cfg.seed),
-                                f"{'t-SNE' if projection == 'tsne' else 'PCA'} of test embeddings of 10 unseen classes: best single loss ({selection.best}) "
-                                f"vs best ensemble ({ens}) ({seed0}).")
+                                f"{'t-SNE' if projection == 'tsne' else 'PCA'} of test embeddings of 10 unseen "
+                                f"classes: best single loss ({selection.best}) vs best ensemble ({ens}) ({seed0}).")
     other = "learned-compressed" if comp.first("learned-compressed") is not None else ens
     if other is not None:
         figures["grid"] = Figure(_retrieval_grid(comp, [selection.best, other], folder / "retrieval_grid.png",

@@ -230,7 +230,7 @@ class TestEmbeddings:
     is_gallery: np.ndarray | None = None
 
     def masks(self) -> dict[str, np.ndarray]:
-        """``is_query``/``is_gallery`` keyword arguments for ``compute_metrics`` (empty when not a query/gallery set)."""
+        """``is_query``/``is_gallery`` keyword arguments for ``compute_metrics`` (empty without such masks)."""
         if self.is_query is None or self.is_gallery is None:
             return {}
         return {"is_query": self.is_query, "is_gallery": self.is_gallery}
