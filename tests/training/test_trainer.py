@@ -190,3 +190,24 @@ def test_read_only_output_folder_fails_before_training(tmp_path):
 def test_batch_larger_than_the_classes_allow_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="data.batch_size"):
         Trainer(tiny("data.batch_size=128", "data.m_per_class=2"), tmp_path / "run")
+
+
+def test_gradnorm_weighting_trains_and_keeps_weights_normalised(tmp_path):
+    cfg = tiny("losses=[classification,triplet]", "train.epochs=1", "weighting.scheme=gradnorm",
+               "train.lr.weights=0.05")
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.fit()
+    w = trainer.weighting.weights()
+    assert abs(float(w.sum()) - 1.0) < 1e-5
+    assert not torch.allclose(w, torch.full_like(w, 0.5)), "gradnorm should move the weights"
+
+
+def test_unknown_loss_is_reported_before_any_data_is_built(tmp_path, monkeypatch):
+    import lossensemble.data as data
+
+    def no_data(*a, **k):
+        raise AssertionError("data was built before the loss config was checked")
+
+    monkeypatch.setattr(data, "build_dataset", no_data)
+    with pytest.raises(UserError, match="did you mean 'triplet'"):
+        Trainer(tiny("losses=[tripplet]"), tmp_path / "run")

@@ -169,7 +169,8 @@ class TrainingModule(nn.Module):
         # The weighting sees the mean over ranks (its running means and logged values agree
         # everywhere) with the gradient of the local losses.
         weighted_input = raw - raw.detach() + synced if distributed.is_distributed() else raw
-        total, info = self.weighting(weighted_input)
+        shared = feats if getattr(self.weighting, "needs_shared_tensor", False) else None
+        total, info = self.weighting(weighted_input, shared=shared)
         if self.diversity > 0 and len(heads) > 1:
             from lossensemble.losses import diversity_penalty
 
@@ -246,6 +247,9 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = self.dist.device
         _seed_everything(cfg.seed)  # the same on every rank: identical initial models
+        from lossensemble.losses import validate_losses
+
+        validate_losses(cfg.losses, cfg.model.embedding_dim)  # fail fast, before data is built
         d = cfg.data
         common = dict(root=d.root, image_size=d.image_size, val_fraction=d.val_fraction, **d.options)
         self.train_set = build_dataset(d.name, "train", **common)
