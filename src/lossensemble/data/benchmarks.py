@@ -7,7 +7,7 @@ standard class split of DESIGN.md §2; images are only opened when items are rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 

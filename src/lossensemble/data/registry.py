@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 from lossensemble.errors import DataError, UserError
 
 from .images import ImageDataset
-from .splits import QUERY_GALLERY_SPLITS, SPLITS
+from .splits import SPLITS
 from .transforms import build_transforms
 
 __all__ = ["DatasetNotFound", "DatasetSource", "DATASETS", "register_dataset", "get_source", "build_dataset", "list_datasets"]
