@@ -1,0 +1,233 @@
+"""Training-step overhead of the ensemble over single-loss models (issue 9, point 1).
+
+Builds one real :class:`~lossensemble.training.trainer.Trainer` per variant on a tiny
+glyph config with the same backbone, batch and seed: the ensemble (4 losses, 4 heads,
+one shared backbone) and each loss alone (1 head). Then feeds all of them the same
+random class-balanced batches (``m_per_class`` 4) through ``Trainer.train_step`` —
+forward, raw losses, weighting, backward, clipping, optimiser step — and times it.
+
+Timing is interleaved: every round runs one step of each variant, in a rotating order,
+so load from other processes on shared cores hits all variants alike; the figure is the
+ratio of medians over rounds. Separately (``--isolate``) the head + loss part alone is
+timed on fixed backbone features (heads, losses, weighting and their backward; no
+backbone), which is the whole extra work of the ensemble and far less noisy.
+
+    python benchmarks/bench_train_step.py                      # 64 px b64 and 224 px b32, print
+    python benchmarks/bench_train_step.py --write              # also rewrite BENCHMARKS.md section
+    python benchmarks/bench_train_step.py --profile            # torch.profiler table of one ensemble step
+    python benchmarks/bench_train_step.py --device cuda --backbone resnet50 --sizes 224x64 --amp
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
+
+import torch  # noqa: E402
+
+LOSSES = ["classification", "triplet", "binomial", "proxy_nca"]
+SECTION = "train_step"
+
+
+def build_trainer(losses: list[str], backbone: str, image_size: int, batch: int, device: str, amp: bool,
+                  threads: int, folder: Path, weighting: str = "equal", scale: str = "none"):
+    from lossensemble.config import load_config
+    from lossensemble.training.trainer import Trainer
+
+    overrides = [
+        "seed=0", "data.name=glyphs", f"data.image_size={image_size}", "data.options.num_train_classes=100",
+        "data.options.num_test_classes=8", "data.options.progress=false", "data.val_fraction=0",
+        f"data.batch_size={batch}", "data.m_per_class=4", "data.num_workers=0",
+        f"model.backbone={backbone}", "model.embedding_dim=64", f"train.device={device}",
+        f"train.amp={'true' if amp else 'false'}", f"train.threads={threads}", "train.progress=false",
+        f"weighting.scheme={weighting}", f"weighting.scale={scale}",
+        "losses=[" + ",".join(losses) + "]",
+    ]
+    cfg = load_config(None, overrides)
+    trainer = Trainer(cfg, folder, progress=False)
+    trainer._bad_steps = 0
+    trainer.train_module.train()
+    return trainer
+
+
+def make_batches(n: int, batch: int, image_size: int, num_classes: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        classes = torch.randperm(num_classes, generator=g)[: batch // 4]
+        labels = classes.repeat_interleave(4)
+        images = torch.randn(batch, 3, image_size, image_size, generator=g)
+        out.append((images.to(device), labels.to(device)))
+    return out
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_steps(trainers: dict, batches, warmup: int, rounds: int, device: str) -> dict[str, list[float]]:
+    """Interleaved: each round one step per variant, order rotated every round."""
+    names = list(trainers)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(warmup + rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        images, labels = batches[r % len(batches)]
+        for n in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            trainers[n].train_step(images, labels)
+            _sync(device)
+            if r >= warmup:
+                times[n].append(time.perf_counter() - t0)
+    return times
+
+
+def time_loss_part(trainers: dict, batch: int, image_size: int, device: str, repeats: int) -> dict[str, float]:
+    """Median seconds of heads + losses + weighting + their backward on fixed features (no backbone)."""
+    out: dict[str, list[float]] = {n: [] for n in trainers}
+    feats_cache = {}
+    for n, tr in trainers.items():
+        with torch.no_grad():
+            x = torch.randn(batch, 3, image_size, image_size, device=device)
+            feats_cache[n] = tr.model.backbone(x).detach()
+    labels = torch.arange(batch // 4, device=device).repeat_interleave(4)
+    names = list(trainers)
+    for r in range(repeats + 3):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            tr = trainers[n]
+            feats = feats_cache[n].clone().requires_grad_(True)
+            _sync(device)
+            t0 = time.perf_counter()
+            heads = tr.model.forward_heads(feats)
+            raw = tr.train_module._raw_losses(heads, labels)
+            total, _ = tr.weighting(raw)
+            total.backward()
+            _sync(device)
+            if r >= 3:
+                out[n].append(time.perf_counter() - t0)
+    return {n: statistics.median(v) for n, v in out.items()}
+
+
+def profile_step(trainer, batches, steps: int = 3, row_limit: int = 25) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    for images, labels in batches[:2]:
+        trainer.train_step(images, labels)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            images, labels = batches[i % len(batches)]
+            trainer.train_step(images, labels)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
+
+
+def run(sizes: list[tuple[int, int]], backbone: str, device: str, amp: bool, threads: int,
+        singles: list[str], rounds_small: int, rounds_large: int, isolate: bool, warmup: int = 2):
+    results = []
+    for image_size, batch in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            variants = {"ensemble": LOSSES, **{s: [s] for s in singles}}
+            trainers = {n: build_trainer(ls, backbone, image_size, batch, device, amp, threads, Path(tmp) / n)
+                        for n, ls in variants.items()}
+            num_classes = next(iter(trainers.values())).train_set.num_classes
+            batches = make_batches(4, batch, image_size, num_classes, device)
+            rounds = rounds_small if image_size <= 128 else rounds_large
+            t = time_steps(trainers, batches, warmup, rounds, device)
+            loss_part = time_loss_part(trainers, batch, image_size, device, 30) if isolate else {}
+            med = {n: statistics.median(v) for n, v in t.items()}
+            results.append({"image_size": image_size, "batch": batch, "rounds": rounds, "median": med,
+                            "loss_part": loss_part, "all": t})
+            for n in med:
+                extra = f", loss part {1e3 * loss_part[n]:.1f} ms" if loss_part else ""
+                print(f"{image_size}px b{batch} {n:15s} median {med[n]:.3f} s/step over {rounds} "
+                      f"(ratio ensemble/this {med['ensemble'] / med[n]:.3f}){extra}", flush=True)
+            del trainers
+    return results
+
+
+def to_markdown(results, args, elapsed: float, load: str) -> str:
+    singles = [n for n in results[0]["median"] if n != "ensemble"]
+    lines = [
+        f"{args.backbone}, real `Trainer.train_step` (forward, raw losses, weighting, backward, clip {10.0}, Adam step), "
+        f"random class-balanced batches (4 per class), {args.threads} torch thread(s), device {args.device}"
+        + (", bf16 autocast" if args.amp and args.device.startswith("cuda") else "") + ". "
+        "Variants are interleaved one step at a time (rotating order) and each figure is a median over rounds, "
+        "so the shared-core load hits every variant alike. Ensemble = 4 heads (classification, triplet, binomial, "
+        "proxy_nca), equal weights; single = one head, the same backbone, batch and seed.",
+        "",
+        "| image | batch | rounds | ensemble s/step | " + " | ".join(f"{s} s/step" for s in singles)
+        + " | " + " | ".join(f"ratio vs {s}" for s in singles) + " |",
+        "|---:|---:|---:|---:|" + "---:|" * (2 * len(singles)),
+    ]
+    for r in results:
+        m = r["median"]
+        lines.append(
+            f"| {r['image_size']} px | {r['batch']} | {r['rounds']} | {m['ensemble']:.3f} | "
+            + " | ".join(f"{m[s]:.3f}" for s in singles) + " | "
+            + " | ".join(f"**{m['ensemble'] / m[s]:.3f}x**" for s in singles) + " |"
+        )
+    if results[0]["loss_part"]:
+        lines += ["", "Head + loss part alone (heads, raw losses, weighting and their backward on fixed backbone "
+                  "features; median of 30, interleaved): the whole of the ensemble's extra work.", "",
+                  "| image | batch | ensemble | " + " | ".join(singles) + " | extra vs cheapest single, % of its step |",
+                  "|---:|---:|---:|" + "---:|" * (len(singles) + 1)]
+        for r in results:
+            lp, m = r["loss_part"], r["median"]
+            cheapest = min(singles, key=lambda s: lp[s])
+            extra = (lp["ensemble"] - lp[cheapest]) / m[cheapest] * 100
+            lines.append(f"| {r['image_size']} px | {r['batch']} | {1e3 * lp['ensemble']:.1f} ms | "
+                         + " | ".join(f"{1e3 * lp[s]:.1f} ms" for s in singles) + f" | {extra:.1f}% |")
+    lines += ["", f"- Load average during the run (1/5/15 min): {load}. Total {elapsed:.0f} s."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="64x64,224x32", help="IMAGExBATCH list (default 64x64,224x32)")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    ap.add_argument("--singles", default="classification,triplet", help="single-loss variants (comma list)")
+    ap.add_argument("--rounds", type=int, default=12, help="timed rounds at <= 128 px")
+    ap.add_argument("--rounds-large", type=int, default=4, help="timed rounds above 128 px")
+    ap.add_argument("--no-isolate", action="store_true", help="skip the head + loss part timing")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of ensemble steps")
+    ap.add_argument("--write", action="store_true", help="rewrite the Training step overhead section")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("LOSSENSEMBLE_CACHE", str(Path(tempfile.gettempdir()) / "le-cache"))
+    torch.set_num_threads(args.threads)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    singles = [s for s in args.singles.split(",") if s]
+    if args.profile:
+        image_size, batch = sizes[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            tr = build_trainer(LOSSES, args.backbone, image_size, batch, args.device, args.amp, args.threads,
+                               Path(tmp) / "p")
+            print(profile_step(tr, make_batches(3, batch, image_size, tr.train_set.num_classes, args.device)))
+        return 0
+    start = time.perf_counter()
+    results = run(sizes, args.backbone, args.device, args.amp, args.threads, singles, args.rounds,
+                  args.rounds_large, not args.no_isolate)
+    elapsed = time.perf_counter() - start
+    body = to_markdown(results, args, elapsed, benchutil.load_average())
+    cmd = "python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = benchutil.stamp(body, cmd.strip())
+    print(text)
+    if args.write:
+        benchutil.write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
