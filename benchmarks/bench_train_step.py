@@ -75,26 +75,38 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(trainers: dict, batches, warmup: int, rounds: int, device: str) -> dict[str, list[float]]:
-    """Interleaved: each round one step per variant, order rotated every round."""
+def time_steps(trainers: dict, batches, warmup: int, rounds: int, device: str):
+    """Interleaved: each round one step per variant, order rotated every round.
+
+    Returns per-variant lists of wall seconds and of process CPU seconds (all threads), one per round.
+    CPU time barely moves when other processes take the cores; wall time does.
+    """
     names = list(trainers)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         images, labels = batches[r % len(batches)]
         for n in order:
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainers[n].train_step(images, labels)
             _sync(device)
             if r >= warmup:
-                times[n].append(time.perf_counter() - t0)
-    return times
+                wall[n].append(time.perf_counter() - t0)
+                cpu[n].append(time.process_time() - c0)
+    return wall, cpu
 
 
-def time_loss_part(trainers: dict, batch: int, image_size: int, device: str, repeats: int) -> dict[str, float]:
-    """Median seconds of heads + losses + weighting + their backward on fixed features (no backbone)."""
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a/b (the two steps of a round ran back to back)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def time_loss_part(trainers: dict, batch: int, image_size: int, device: str, repeats: int):
+    """Median (wall, CPU) seconds of heads + losses + weighting + their backward on fixed features (no backbone)."""
     out: dict[str, list[float]] = {n: [] for n in trainers}
+    out_cpu: dict[str, list[float]] = {n: [] for n in trainers}
     feats_cache = {}
     for n, tr in trainers.items():
         with torch.no_grad():
@@ -108,7 +120,7 @@ def time_loss_part(trainers: dict, batch: int, image_size: int, device: str, rep
             tr = trainers[n]
             feats = feats_cache[n].clone().requires_grad_(True)
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             heads = tr.model.forward_heads(feats)
             raw = tr.train_module._raw_losses(heads, labels)
             total, _ = tr.weighting(raw)
@@ -116,7 +128,8 @@ def time_loss_part(trainers: dict, batch: int, image_size: int, device: str, rep
             _sync(device)
             if r >= 3:
                 out[n].append(time.perf_counter() - t0)
-    return {n: statistics.median(v) for n, v in out.items()}
+                out_cpu[n].append(time.process_time() - c0)
+    return {n: (statistics.median(out[n]), statistics.median(out_cpu[n])) for n in out}
 
 
 def profile_step(trainer, batches, steps: int = 3, row_limit: int = 25) -> str:
@@ -142,15 +155,19 @@ def run(sizes: list[tuple[int, int]], backbone: str, device: str, amp: bool, thr
             num_classes = next(iter(trainers.values())).train_set.num_classes
             batches = make_batches(4, batch, image_size, num_classes, device)
             rounds = rounds_small if image_size <= 128 else rounds_large
-            t = time_steps(trainers, batches, warmup, rounds, device)
+            wall, cpu = time_steps(trainers, batches, warmup, rounds, device)
             loss_part = time_loss_part(trainers, batch, image_size, device, 30) if isolate else {}
-            med = {n: statistics.median(v) for n, v in t.items()}
-            results.append({"image_size": image_size, "batch": batch, "rounds": rounds, "median": med,
-                            "loss_part": loss_part, "all": t})
+            med = {n: statistics.median(v) for n, v in wall.items()}
+            cmed = {n: statistics.median(v) for n, v in cpu.items()}
+            paired = {n: paired_ratio(wall["ensemble"], wall[n]) for n in wall}
+            results.append({"image_size": image_size, "batch": batch, "threads": threads, "rounds": rounds, "median": med,
+                            "cpu": cmed, "paired": paired, "loss_part": loss_part, "wall": wall, "cpu_all": cpu})
             for n in med:
-                extra = f", loss part {1e3 * loss_part[n]:.1f} ms" if loss_part else ""
-                print(f"{image_size}px b{batch} {n:15s} median {med[n]:.3f} s/step over {rounds} "
-                      f"(ratio ensemble/this {med['ensemble'] / med[n]:.3f}){extra}", flush=True)
+                extra = (f", loss part {1e3 * loss_part[n][0]:.1f} ms wall / {1e3 * loss_part[n][1]:.1f} ms CPU"
+                         if loss_part else "")
+                print(f"{image_size}px b{batch} t{threads} {n:15s} median {med[n]:.3f} s/step, cpu {cmed[n]:.3f} s over "
+                      f"{rounds} (ensemble/this: wall {med['ensemble'] / med[n]:.3f}, paired {paired[n]:.3f}, "
+                      f"cpu {cmed['ensemble'] / cmed[n]:.3f}){extra}", flush=True)
             del trainers
     return results
 
@@ -159,34 +176,40 @@ def to_markdown(results, args, elapsed: float, load: str) -> str:
     singles = [n for n in results[0]["median"] if n != "ensemble"]
     lines = [
         f"{args.backbone}, real `Trainer.train_step` (forward, raw losses, weighting, backward, clip {10.0}, Adam step), "
-        f"random class-balanced batches (4 per class), {args.threads} torch thread(s), device {args.device}"
+        f"random class-balanced batches (4 per class), torch threads {args.threads}, device {args.device}"
         + (", bf16 autocast" if args.amp and args.device.startswith("cuda") else "") + ". "
         "Variants are interleaved one step at a time (rotating order) and each figure is a median over rounds, "
         "so the shared-core load hits every variant alike. Ensemble = 4 heads (classification, triplet, binomial, "
         "proxy_nca), equal weights; single = one head, the same backbone, batch and seed.",
         "",
-        "| image | batch | rounds | ensemble s/step | " + " | ".join(f"{s} s/step" for s in singles)
-        + " | " + " | ".join(f"ratio vs {s}" for s in singles) + " |",
-        "|---:|---:|---:|---:|" + "---:|" * (2 * len(singles)),
+        "Ratios: *wall* = ratio of the median wall times; *paired* = median over rounds of the ratio of "
+        "the two steps run back to back; *CPU* = ratio of the median process CPU times (all threads), which "
+        "other processes on the cores barely move.",
+        "",
+        "| image | batch | threads | rounds | variant | wall s/step | CPU s/step | ensemble / this: wall | paired | CPU |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        m = r["median"]
-        lines.append(
-            f"| {r['image_size']} px | {r['batch']} | {r['rounds']} | {m['ensemble']:.3f} | "
-            + " | ".join(f"{m[s]:.3f}" for s in singles) + " | "
-            + " | ".join(f"**{m['ensemble'] / m[s]:.3f}x**" for s in singles) + " |"
-        )
+        m, c, p = r["median"], r["cpu"], r["paired"]
+        for n in ["ensemble", *singles]:
+            ratios = ("-", "-", "-") if n == "ensemble" else (
+                f"**{m['ensemble'] / m[n]:.3f}x**", f"{p[n]:.3f}x", f"**{c['ensemble'] / c[n]:.3f}x**")
+            lines.append(f"| {r['image_size']} px | {r['batch']} | {r['threads']} | {r['rounds']} | {n} | {m[n]:.3f} | {c[n]:.3f} | "
+                         + " | ".join(ratios) + " |")
     if results[0]["loss_part"]:
         lines += ["", "Head + loss part alone (heads, raw losses, weighting and their backward on fixed backbone "
-                  "features; median of 30, interleaved): the whole of the ensemble's extra work.", "",
-                  "| image | batch | ensemble | " + " | ".join(singles) + " | extra vs cheapest single, % of its step |",
-                  "|---:|---:|---:|" + "---:|" * (len(singles) + 1)]
+                  "features, no backbone; median of 30, interleaved): all of the ensemble's extra work. "
+                  "Wall / CPU milliseconds.", "",
+                  "| image | batch | threads | ensemble | " + " | ".join(singles)
+                  + " | ensemble extra over the cheapest single, in % of its whole step (CPU) |",
+                  "|---:|---:|---:|---:|" + "---:|" * (len(singles) + 1)]
         for r in results:
-            lp, m = r["loss_part"], r["median"]
-            cheapest = min(singles, key=lambda s: lp[s])
-            extra = (lp["ensemble"] - lp[cheapest]) / m[cheapest] * 100
-            lines.append(f"| {r['image_size']} px | {r['batch']} | {1e3 * lp['ensemble']:.1f} ms | "
-                         + " | ".join(f"{1e3 * lp[s]:.1f} ms" for s in singles) + f" | {extra:.1f}% |")
+            lp, c = r["loss_part"], r["cpu"]
+            cheapest = min(singles, key=lambda s: lp[s][1])
+            extra = (lp["ensemble"][1] - lp[cheapest][1]) / c[cheapest] * 100
+            lines.append(f"| {r['image_size']} px | {r['batch']} | {r['threads']} | "
+                         + " | ".join(f"{1e3 * lp[n][0]:.1f} / {1e3 * lp[n][1]:.1f}" for n in ["ensemble", *singles])
+                         + f" | {extra:.1f}% (vs {cheapest}) |")
     lines += ["", f"- Load average during the run (1/5/15 min): {load}. Total {elapsed:.0f} s."]
     return "\n".join(lines)
 
@@ -197,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    ap.add_argument("--threads", default="2,1", help="torch thread counts to measure, comma list (CPU; default 2,1)")
     ap.add_argument("--singles", default="classification,triplet", help="single-loss variants (comma list)")
     ap.add_argument("--rounds", type=int, default=12, help="timed rounds at <= 128 px")
     ap.add_argument("--rounds-large", type=int, default=4, help="timed rounds above 128 px")
@@ -206,19 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="rewrite the Training step overhead section")
     args = ap.parse_args(argv)
     os.environ.setdefault("LOSSENSEMBLE_CACHE", str(Path(tempfile.gettempdir()) / "le-cache"))
-    torch.set_num_threads(args.threads)
+    thread_list = [int(t) for t in str(args.threads).split(",")]
+    torch.set_num_threads(thread_list[0])
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     singles = [s for s in args.singles.split(",") if s]
     if args.profile:
         image_size, batch = sizes[0]
         with tempfile.TemporaryDirectory() as tmp:
-            tr = build_trainer(LOSSES, args.backbone, image_size, batch, args.device, args.amp, args.threads,
+            tr = build_trainer(LOSSES, args.backbone, image_size, batch, args.device, args.amp, thread_list[0],
                                Path(tmp) / "p")
             print(profile_step(tr, make_batches(3, batch, image_size, tr.train_set.num_classes, args.device)))
         return 0
     start = time.perf_counter()
-    results = run(sizes, args.backbone, args.device, args.amp, args.threads, singles, args.rounds,
-                  args.rounds_large, not args.no_isolate)
+    results = []
+    for threads in thread_list:
+        torch.set_num_threads(threads)
+        results += run(sizes, args.backbone, args.device, args.amp, threads, singles, args.rounds,
+                       args.rounds_large, not args.no_isolate)
     elapsed = time.perf_counter() - start
     body = to_markdown(results, args, elapsed, benchutil.load_average())
     cmd = "python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
