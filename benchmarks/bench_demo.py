@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,12 +107,16 @@ def to_markdown(total: float, rows: list[dict], args, load_before: str, load_aft
                      f"{r['steps']} | {r['s_per_step']:.3f} |")
     s = {k: sum(r[k] for r in rows) for k in ("wall", "setup", "train", "eval")}
     other = total - s["wall"]
+    med = statistics.median(r["wall"] for r in rows)
+    est = s["setup"] + len(rows) * med + other
     lines.append(f"| **all runs** | {s['wall']:.1f} | {s['setup']:.1f} | {s['train']:.1f} | {s['eval']:.1f} | | |")
     lines += [
         "",
         f"- Budget split of the total: setup (data generation/loading, models) {100 * s['setup'] / total:.0f}%, "
         f"training {100 * s['train'] / total:.0f}%, evaluation + checkpoints {100 * s['eval'] / total:.0f}%, "
         f"start-up and final report {100 * other / total:.0f}% ({other:.1f} s).",
+        f"- At the pace of the median run ({med:.1f} s; the least loaded runs are the most representative), the "
+        f"total would be {est:.0f} s ({est / 60:.1f} min): setup + {len(rows)} x median run + start-up/report.",
         f"- Load average (1/5/15 min) before: {load_before}; after: {load_after}. Other sessions share the 2 cores: "
         "with a 1-minute load above 2 the figure is pessimistic.",
     ]
