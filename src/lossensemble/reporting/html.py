@@ -15,13 +15,15 @@ from typing import Mapping, Sequence
 __all__ = ["Figure", "ReportContent", "png_data_uri", "render_report", "html_table"]
 
 _CSS = """
-body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; margin: 24px auto; max-width: 1200px;
+body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; margin: 24px auto; max-width: 1240px;
        color: #222; line-height: 1.45; padding: 0 16px; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 p.meta { color: #666; margin-top: 0; font-size: 0.9em; }
-table { border-collapse: collapse; font-size: 0.82em; margin: 0.6em 0; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; white-space: nowrap; }
+div.table { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.7em; margin: 0.6em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 4px; text-align: right; white-space: nowrap; }
+span.sd { color: #777; font-size: 0.85em; }
 th { background: #f0f3f7; }
 td:first-child, th:first-child { text-align: left; }
 tr.best-single td { background: #fff6d9; }
@@ -74,14 +76,22 @@ def _sign_class(cell: str) -> str:
     return ""
 
 
+def _cell_html(cell: str) -> str:
+    """A cell's text, escaped; the ``± std`` part of ``mean ± std`` in a smaller, grey span."""
+    mean, sep, std = cell.partition(" ± ")
+    if not sep:
+        return html.escape(cell)
+    return f'{html.escape(mean)}<span class="sd"> ± {html.escape(std)}</span>'
+
+
 def html_table(header: Sequence[str], body: Sequence[Sequence[str]], row_classes: Sequence[str] = ()) -> str:
-    """An HTML table; gains starting with + or - are coloured; ``row_classes`` style whole rows."""
-    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    """An HTML table (scrolls sideways when too wide); gains starting with + or - are coloured."""
+    out = ['<div class="table"><table>', "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for i, cells in enumerate(body):
         cls = row_classes[i] if i < len(row_classes) and row_classes[i] else ""
         attr = f' class="{html.escape(cls)}"' if cls else ""
-        out.append(f"<tr{attr}>" + "".join(f"<td{_sign_class(c)}>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+        out.append(f"<tr{attr}>" + "".join(f"<td{_sign_class(c)}>{_cell_html(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
