@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lossensemble: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from lossensemble.training.trainer import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted) and not args.debug:
+            print(f"lossensemble: {exc}", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
