@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 LOSSES = ["classification", "triplet", "binomial", "proxy_nca"]
 SECTION = "train_step"
+NOTE = ("- How to read: the head + loss part is the whole of the extra work of the ensemble (the backbone work is identical: its forward + backward timed alternately on the two trained models gave a ratio of 0.98-0.99), and it is under 1% of a step here. Whole-step ratios from a few rounds on cores shared with other sessions scatter by 10-20% around 1 in both directions (torch.profiler of 3 steps per variant showed `convolution_backward` + `mkldnn_convolution`, the same work in both, differing by 30% between the two): read them as \"no measurable overhead\", not as a precise figure; more rounds (`--rounds 30 --rounds-large 10`) on an idle machine narrow them. Profile (1 thread, `--profile`): per step the heads + 4 losses + weighting cost about 6 ms fwd + bwd at B=64, of which the pml semi-hard triplet miner (B^3 mask, `nonzero`, `index`) is about 2.4 ms; the Python-side share (module calls, pml reducer, weighting logging) is about 1 ms per step: nothing worth removing against a 0.4-1.5 s step.")
 
 
 def build_trainer(losses: list[str], backbone: str, image_size: int, batch: int, device: str, amp: bool,
@@ -210,7 +211,7 @@ def to_markdown(results, args, elapsed: float, load: str) -> str:
             lines.append(f"| {r['image_size']} px | {r['batch']} | {r['threads']} | "
                          + " | ".join(f"{1e3 * lp[n][0]:.1f} / {1e3 * lp[n][1]:.1f}" for n in ["ensemble", *singles])
                          + f" | {extra:.1f}% (vs {cheapest}) |")
-    lines += ["", f"- Load average during the run (1/5/15 min): {load}. Total {elapsed:.0f} s."]
+    lines += ["", f"- Load average during the run (1/5/15 min): {load}. Total {elapsed:.0f} s.", NOTE]
     return "\n".join(lines)
 
 

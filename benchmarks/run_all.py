@@ -38,9 +38,9 @@ ROOT = HERE.parent
 BENCHES: dict[str, tuple[str, list[str], list[str], bool]] = {
     "train_step": ("bench_train_step.py",
                    ["--sizes", "64x64,224x32", "--rounds", "10", "--rounds-large", "3",
-                    "--singles", "classification,triplet"],
+                    "--singles", "classification,triplet", "--threads", "2"],
                    ["--sizes", "64x64,224x32", "--rounds", "20", "--rounds-large", "5",
-                    "--singles", "classification,triplet,binomial,proxy_nca"], True),
+                    "--singles", "classification,triplet,binomial,proxy_nca", "--threads", "2,1"], True),
     "input_pipeline": ("bench_input_pipeline.py", ["--steps", "12"], ["--steps", "30", "--repeats", "5"], True),
     "demo": ("bench_demo.py", ["--quick"], [], True),
     "search": ("bench_search.py", ["--queries", "300", "--repeats", "3", "--embed-repeats", "20"], [], True),
@@ -104,16 +104,21 @@ def plan(args) -> list[tuple[str, list[str]]]:
 
 def index_text(results: list[tuple[str, list[str], float, int]], args, total: float, load_before: str) -> str:
     mode = "full" if args.full else "reduced"
+    if args.only:
+        mode += f" (only {args.only})"
     lines = [
         "Every figure below is a ratio or a time measured side by side in one run (variants interleaved, medians), "
         "on the machine named in each section. Sections between `<!-- bench:NAME -->` markers are rewritten by "
         "`benchmarks/run_all.py` (`make bench`); see `benchmarks/README.md`.",
         "",
-        "| section | script | last run_all time | exit |",
+        "| section | script | time in this run_all | exit |",
         "|---|---|---:|---:|",
     ]
-    for name, cmd, seconds, rc in results:
-        lines.append(f"| {SECTIONS.get(name, name)} | `benchmarks/{Path(cmd[1]).name}` | {seconds:.0f} s | {rc} |")
+    ran = {name: (seconds, rc) for name, _, seconds, rc in results}
+    for name, (script, *_rest) in BENCHES.items():
+        seconds, rc = ran.get(name, (None, None))
+        when = f"{seconds:.0f} s" if seconds is not None else "not run (section kept)"
+        lines.append(f"| {SECTIONS.get(name, name)} | `benchmarks/{script}` | {when} | {'' if rc is None else rc} |")
     lines += [
         "| GPU (not run) | `bench_train_step.py --device cuda` | - | - |",
         "",
