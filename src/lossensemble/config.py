@@ -93,7 +93,7 @@ def _default_losses() -> list[LossConfig]:
 class WeightingConfig:
     """How the per-loss terms are combined (see DESIGN.md §1)."""
 
-    scheme: str = "equal"  # equal | learned | fixed | uncertainty | gradnorm
+    scheme: str = "uncertainty"  # equal | learned | fixed | uncertainty | gradnorm
     scale: str = "none"  # none | running_mean
     prior: list[float] | None = None  # learned: initial weights (normalised to sum 1)
     weights: list[float] | None = None  # fixed: the weights
