@@ -67,3 +67,10 @@ def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys):
     saved = json.loads((run / "metrics.json").read_text())
     for emb in saved:
         assert again[emb] == pytest.approx(saved[emb], abs=1e-6)
+    # a config whose embedding size no longer fits the checkpoint: one-line error, exit 2
+    cfg_path = run / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("embedding_dim: 8", "embedding_dim: 16"))
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "does not match" in err and "(8," in err and "(16," in err and "model.embedding_dim" in err

@@ -113,3 +113,30 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict, pref
     for idx, extra in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(extra)
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def load_modules(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load prefixed checkpoint tensors into modules (``{"model.": model, ...}``), strictly.
+
+    A mismatch is a :class:`UserError` that names the first differing tensor and both
+    shapes (e.g. an embedding size changed in the config since the checkpoint was written).
+    """
+    for prefix, module in modules.items():
+        sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        expected = module.state_dict()
+        for name, value in expected.items():
+            if name in sub and tuple(sub[name].shape) != tuple(value.shape):
+                raise UserError(
+                    f"{source}: does not match the configured model: {prefix}{name} has shape "
+                    f"{tuple(sub[name].shape)} in the checkpoint but {tuple(value.shape)} in the config "
+                    f"(was model.embedding_dim, the backbone or the loss list changed?)"
+                )
+        missing = sorted(set(expected) - set(sub))
+        unexpected = sorted(set(sub) - set(expected))
+        if missing or unexpected:
+            what = f"missing {prefix}{missing[0]}" if missing else f"unexpected {prefix}{unexpected[0]}"
+            raise UserError(
+                f"{source}: does not match the configured model ({what}; "
+                f"{len(missing)} missing, {len(unexpected)} unexpected tensors)"
+            )
+        module.load_state_dict(sub)

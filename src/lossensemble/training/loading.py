@@ -12,7 +12,7 @@ from torch import nn
 from lossensemble.config import Config, load_config
 from lossensemble.errors import UserError
 from lossensemble.models import EnsembleModel
-from lossensemble.training.checkpoint import load_checkpoint
+from lossensemble.training.checkpoint import load_checkpoint, load_modules
 from lossensemble.training.run import RunPaths
 from lossensemble.training.trainer import build_components, resolve_device
 
@@ -74,12 +74,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     model, losses, weighting = build_components(cfg, state["num_classes"])
     if state.get("compressor"):
         attach_compressor(model, state["compressor"])
-    for prefix, module in (("model.", model), ("losses.", losses), ("weighting.", weighting)):
-        sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(sub)
-        except RuntimeError as exc:
-            raise UserError(f"{ckpt}: does not match the run's config ({str(exc).splitlines()[0]})") from None
+    load_modules({"model.": model, "losses.": losses, "weighting.": weighting}, tensors, str(ckpt))
     dev = resolve_device(device or cfg.train.device)
     model.to(dev).eval()
     losses.to(dev).eval()

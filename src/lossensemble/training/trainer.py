@@ -36,6 +36,7 @@ from lossensemble.training import distributed
 from lossensemble.training.checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
+    load_modules,
     save_checkpoint,
     unflatten_optimizer_state,
 )
@@ -387,13 +388,8 @@ class Trainer:
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step_in_epoch)
 
     def _load_modules(self, tensors: dict[str, torch.Tensor]) -> None:
-        for prefix, module in (("model.", self.model), ("losses.", self.losses), ("weighting.", self.weighting)):
-            sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(sub)
-            except RuntimeError as exc:
-                first = str(exc).splitlines()[0]
-                raise UserError(f"checkpoint does not match the configured model ({first})") from None
+        load_modules({"model.": self.model, "losses.": self.losses, "weighting.": self.weighting}, tensors,
+                     str(self.paths.last))
 
     # ------------------------------------------------------------------ signals
     @contextmanager
