@@ -40,7 +40,7 @@ def plot_recall_at_k(
     ax.set_ylabel("Recall@K on unseen classes (%)")
     low = min((v for m in results.values() for k, v in m.items() if k.startswith("recall@")), default=0.0)
     ax.set_ylim(max(0.0, low - 10), 100)
-    ax.legend(ncol=len(ks), fontsize=8, loc="lower right")
+    ax.legend(ncol=len(ks), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
