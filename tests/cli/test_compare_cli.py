@@ -25,7 +25,8 @@ TINY = [
     "train.threads=1", "losses=[triplet,proxy_nca]", "compression.epochs=1",
 ]
 EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "uncertainty", "learned-compressed",
-            "equal-scaled", "learned-noscale", "independent", "equal-head-triplet", "equal-head-proxy_nca"]
+            "equal-scaled", "learned-noscale", "independent", "independent-compressed", "equal-head-triplet",
+            "equal-head-proxy_nca"]
 METRICS = ["recall@1", "recall@2", "recall@4", "recall@8", "nmi", "knn_acc", "map@r", "r_precision"]
 
 
@@ -172,3 +173,20 @@ def test_second_invocation_reuses_everything(compared, monkeypatch, capsys):
     old = json.loads(before)
     assert [r["method"] for r in after] == [r["method"] for r in old]
     assert [r["map@r"] for r in after] == [r["map@r"] for r in old]
+
+
+def test_independent_ensemble_is_distilled_into_one_head_of_the_best_single_model(compared):
+    from lossensemble.training.experiments import best_single
+
+    folder = compared / "independent-compressed" / "seed0"
+    summary = json.loads((folder / "summary.json").read_text())
+    singles = [compared / "single-triplet" / "seed0", compared / "single-proxy_nca" / "seed0"]
+    assert summary["sources"] == [str(p) for p in singles]
+    assert summary["student"] == str(singles[best_single(singles, ["heads.triplet", "heads.proxy_nca"])])
+    facts = summary["distillation"]
+    assert facts["compressor"]["variant"] == "direct"
+    assert facts["teacher_dim"] == 2 * facts["compressor"]["dim"]
+    assert facts["epoch_losses"] and all(np.isfinite(facts["epoch_losses"]))
+    row = next(r for r in json.loads((compared / "results.json").read_text()) if r["method"] == "independent-compressed")
+    assert row["embedding_size"] == facts["compressor"]["dim"]
+    assert 0.0 <= row["map@r"]["mean"] <= 100.0

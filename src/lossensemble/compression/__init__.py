@@ -26,6 +26,7 @@ __all__ = [
     "compress_run",
     "compressor_input",
     "distance_matching_loss",
+    "distill_independent",
     "export_run",
     "load_model",
 ]
@@ -34,6 +35,7 @@ _LAZY = {
     "CompressorTrainer": "joint",
     "JointCompression": "joint",
     "compress_run": "posthoc",
+    "distill_independent": "posthoc",
     "InferenceModel": "export",
     "export_run": "export",
     "load_model": "export",

@@ -42,7 +42,7 @@ from lossensemble.compression.modules import build_compressor, compressor_input
 from lossensemble.compression.objectives import OBJECTIVES
 from lossensemble.errors import UserError
 
-__all__ = ["COMPRESSED_CHECKPOINT", "compressed_checkpoint_path", "compress_run"]
+__all__ = ["COMPRESSED_CHECKPOINT", "compressed_checkpoint_path", "compress_run", "distill_independent"]
 
 log = logging.getLogger("lossensemble.compression")
 
@@ -98,6 +98,79 @@ def _batches(labels: np.ndarray, batch_size: int, m: int, num_batches: int, seed
             yield rng.choice(len(labels), size=batch_size, replace=False).tolist()
 
 
+def _fit(trainer: CompressorTrainer, inputs: torch.Tensor, teacher: torch.Tensor, labels: np.ndarray, cfg,
+         epochs: int, steps: int) -> list[float]:
+    """Train ``trainer``'s compressor on cached (input, teacher) rows; returns the mean loss per epoch."""
+    losses: list[float] = []
+    for epoch in range(epochs):
+        epoch_losses = []
+        for batch in _batches(labels, cfg.data.batch_size, cfg.data.m_per_class, steps, cfg.seed, epoch):
+            idx = torch.as_tensor(batch, device=inputs.device)
+            epoch_losses.append(trainer.step(inputs[idx], teacher[idx]))
+        losses.append(float(np.mean(epoch_losses)))
+        log.info("compression epoch %d/%d: %s loss %.4g", epoch + 1, epochs, trainer.objective, losses[-1])
+    return losses
+
+
+def distill_independent(
+    student_run: str | Path,
+    teacher_runs: list[str | Path],
+    *,
+    objective: str | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    min_steps_per_epoch: int = 100,
+    device: str | None = None,
+    progress: bool = False,
+):
+    """Compress an *independent* ensemble (separately trained single-loss runs) into one head.
+
+    The teacher is the equal-weight concatenation of the teacher runs' L2-normalised
+    embeddings (``sqrt(1/m)`` each) of the training split; the student is a ``direct``
+    compressor, one linear layer on the frozen backbone features of ``student_run``,
+    trained so that its batch distances match the teacher's (same objectives and
+    batches as :func:`compress_run`). The deployed model is that run's backbone plus
+    one linear head: the cost of a single learner, where the teacher costs ``m``
+    backbones. Returns the student's :class:`~lossensemble.training.loading.LoadedRun`
+    with the compressor attached (its ``embed_fn`` yields ``compressed``) and a dict of
+    training facts.
+    """
+    from lossensemble.training.experiments import independent_embedding
+    from lossensemble.training.loading import load_run
+
+    student = load_run(student_run, device=device)
+    cfg = student.cfg
+    objective = objective or cfg.compression.objective
+    epochs = int(epochs if epochs is not None else cfg.compression.epochs)
+    if objective not in OBJECTIVES:
+        raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    feats, _, labels = _training_embeddings(student, cfg.eval.batch_size, progress)
+    parts = []
+    for run in teacher_runs:
+        _, emb, teacher_labels = _training_embeddings(load_run(run, device=device), cfg.eval.batch_size, progress)
+        if not np.array_equal(teacher_labels, labels):
+            raise UserError(f"{run}: its training split differs from {student_run}'s; cannot distil")
+        parts.append(emb.numpy())
+    teacher = torch.from_numpy(independent_embedding(parts))
+    embed_seconds = time.perf_counter() - start
+    d = int(cfg.model.embedding_dim)
+    compressor = build_compressor("direct", feats.shape[1], d).to(student.device)
+    trainer = CompressorTrainer(compressor, "direct", objective, cfg.train.lr.compressor if lr is None else lr)
+    steps = max(math.ceil(len(labels) / cfg.data.batch_size), min_steps_per_epoch)
+    start = time.perf_counter()
+    losses = _fit(trainer, feats.to(student.device), teacher.to(student.device), labels, cfg, epochs, steps)
+    student.model.compressor = compressor.eval()
+    student.model.compressor_input = compressor_input("direct")
+    facts = {"compressor": compressor_meta("direct", feats.shape[1], d, None, objective), "epochs": epochs,
+             "steps_per_epoch": steps, "epoch_losses": losses, "teacher_dim": int(teacher.shape[1]),
+             "embed_seconds": round(embed_seconds, 3), "train_seconds": round(time.perf_counter() - start, 3)}
+    return student, facts
+
+
 def compress_run(
     run_dir: str | Path,
     *,
@@ -149,18 +222,9 @@ def compress_run(
     hidden = 2 * d if variant == "mlp" else None
     compressor = build_compressor(variant, in_dim, dim, hidden=hidden).to(loaded.device)
     trainer = CompressorTrainer(compressor, variant, objective, cfg.train.lr.compressor if lr is None else lr)
-    bs, m = cfg.data.batch_size, cfg.data.m_per_class
-    steps = max(math.ceil(len(labels) / bs), min_steps_per_epoch)
-    feats, ens = feats.to(loaded.device), ens.to(loaded.device)
-    losses: list[float] = []
+    steps = max(math.ceil(len(labels) / cfg.data.batch_size), min_steps_per_epoch)
     start = time.perf_counter()
-    for epoch in range(epochs):
-        epoch_losses = []
-        for batch in _batches(labels, bs, m, steps, cfg.seed, epoch):
-            idx = torch.as_tensor(batch, device=loaded.device)
-            epoch_losses.append(trainer.step(feats[idx], ens[idx]))
-        losses.append(float(np.mean(epoch_losses)))
-        log.info("compression epoch %d/%d: %s loss %.4g", epoch + 1, epochs, objective, losses[-1])
+    losses = _fit(trainer, feats.to(loaded.device), ens.to(loaded.device), labels, cfg, epochs, steps)
     train_seconds = time.perf_counter() - start
 
     model.compressor = compressor.eval()

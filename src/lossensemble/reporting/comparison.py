@@ -224,7 +224,7 @@ def summary_notes(comp: Comparison, rows: list[dict[str, Any]], selection: Selec
     if ensemble is not None:
         notes.append(f"Best ensemble variant: {ensemble.describe()}.")
     by_name = {r["method"]: r for r in rows}
-    for name in ("equal", "learned", "learned-compressed", "independent"):
+    for name in ("equal", "learned", "learned-compressed", "independent", "independent-compressed"):
         if name in by_name:
             notes.append(_gain_sentence(by_name[name], selection.best))
     notes.append("dim: embedding size searched at test time; s/step: training seconds per step (independent: the "

@@ -188,6 +188,9 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.append(Method("independent", "independent", "independent", "baseline",
                               f"the {len(cfg.losses)} single-loss models' embeddings concatenated, equal weights "
                               f"({len(cfg.losses)}x training and inference cost)"))
+            out.append(Method("independent-compressed", "independent-compressed", "independent-compressed",
+                              "compressed", "the independent ensemble distilled into one linear head on the best "
+                              "single model's backbone (1x inference cost)"))
         elif family == "heads":
             out.extend(Method(f"equal-head-{loss.name}", "heads", f"heads.{loss.name}", "heads",
                               f"the {loss.name} head of the equal-weight ensemble, alone", source="equal")
@@ -368,6 +371,59 @@ def evaluate_independent(single_runs: Sequence[Path], embeddings: Sequence[str],
     return RunResult("independent", paths.root, {"independent": metrics}, summary, False)
 
 
+def best_single(single_runs: Sequence[Path], embeddings: Sequence[str]) -> int:
+    """Index of the best single-loss run: by validation MAP@R when recorded, else by test MAP@R."""
+    scores = []
+    for run, emb in zip(single_runs, embeddings):
+        paths = RunPaths(Path(run))
+        val = last_validation(read_history(paths.history), emb) if paths.history.is_file() else None
+        scores.append(val["map@r"] if val else read_json(paths.metrics)[emb]["map@r"])
+    return int(np.argmax(scores))
+
+
+def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Sequence[str], cfg: Config,
+                                    folder: Path, progress: bool = False) -> RunResult:
+    """The independent ensemble distilled into one head, evaluated on test (reused while its sources are the same).
+
+    The student is the best single run (:func:`best_single`): its frozen backbone plus
+    one linear head trained by :func:`lossensemble.compression.distill_independent`.
+    """
+    from lossensemble.compression import distill_independent
+    from lossensemble.evaluation import compute_metrics
+    from lossensemble.evaluation.extract import extract_embeddings
+
+    name = "independent-compressed"
+    paths = RunPaths(Path(folder))
+    sources = [str(Path(p)) for p in single_runs]
+    if paths.is_finished() and read_json(paths.summary).get("sources") == sources:
+        return RunResult(name, paths.root, read_json(paths.metrics), read_json(paths.summary), True)
+    student_idx = best_single(single_runs, embeddings)
+    student, facts = distill_independent(single_runs[student_idx], list(single_runs), progress=progress)
+    dataset = test_split(cfg)
+    out, labels, kept = extract_embeddings(student.embed_fn(), dataset, batch_size=cfg.eval.batch_size,
+                                           num_workers=cfg.data.num_workers, device=student.device,
+                                           progress=progress, max_items=cfg.eval.max_items, seed=cfg.seed)
+    q, g = getattr(dataset, "is_query", None), getattr(dataset, "is_gallery", None)
+    emb = TestEmbeddings({name: out["compressed"]}, labels, kept,
+                         None if q is None else np.asarray(q)[kept], None if g is None else np.asarray(g)[kept])
+    metrics = compute_metrics(emb.embeddings[name], labels, k=tuple(cfg.eval.k), distance=cfg.eval.distance,
+                              nmi=cfg.eval.nmi, **emb.masks())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    save_test_embeddings(embeddings_cache_path(paths.root, "last"), emb)
+    student_summary = read_json(RunPaths(Path(single_runs[student_idx])).summary)
+    summary = {
+        "sources": sources,
+        "student": sources[student_idx],
+        "embedding_sizes": {name: int(out["compressed"].shape[1])},
+        "seconds_per_step": student_summary.get("seconds_per_step"),
+        "device": student_summary.get("device"),
+        "distillation": facts,
+    }
+    write_json(paths.metrics, {name: metrics})
+    write_json(paths.summary, summary)
+    return RunResult(name, paths.root, {name: metrics}, summary, False)
+
+
 def compression_available() -> str | None:
     """None when post-hoc compression can run in this build, else the reason it cannot."""
     try:
@@ -514,6 +570,16 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
         singles = [m for m in comp.methods if m.group == "single"]
         res = evaluate_independent([runs[m.name].path for m in singles], [m.embedding for m in singles],
                                    comp.cfg, folder, progress)
+        return _result(method, seed, res)
+    if method.kind == "independent-compressed":
+        reason = compression_available()
+        if reason is not None:
+            comp.skipped[method.name] = reason
+            log.warning("%s left out: %s", method.name, reason)
+            return None
+        singles = [m for m in comp.methods if m.group == "single"]
+        res = evaluate_independent_compressed([runs[m.name].path for m in singles],
+                                              [m.embedding for m in singles], comp.cfg, folder, progress)
         return _result(method, seed, res)
     raise UserError(f"unknown method kind {method.kind!r}")  # pragma: no cover
 
