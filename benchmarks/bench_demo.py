@@ -146,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.output:
             shutil.rmtree(tmp, ignore_errors=True)
     body = to_markdown(total, rows, args, load_before, benchutil.load_average(), settings)
-    cmd = "python benchmarks/bench_demo.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = benchutil.stamp(body, cmd.strip())
-    print(text)
-    if args.write:
-        benchutil.write_section(SECTION, text)
-    return 0
+    return benchutil.publish(SECTION, body, "bench_demo.py", argv, args.write)
 
 
 if __name__ == "__main__":

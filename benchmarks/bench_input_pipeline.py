@@ -190,12 +190,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({100 * st['wait_fraction']:.1f}% waiting)", flush=True)
     elapsed = time.perf_counter() - start
     body = to_markdown(tp, waits, args, elapsed, benchutil.load_average())
-    cmd = "python benchmarks/bench_input_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = benchutil.stamp(body, cmd.strip())
-    print(text)
-    if args.write:
-        benchutil.write_section(SECTION, text)
-    return 0
+    return benchutil.publish(SECTION, body, "bench_input_pipeline.py", argv, args.write)
 
 
 if __name__ == "__main__":

@@ -249,12 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                        args.rounds_large, not args.no_isolate)
     elapsed = time.perf_counter() - start
     body = to_markdown(results, args, elapsed, benchutil.load_average())
-    cmd = "python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = benchutil.stamp(body, cmd.strip())
-    print(text)
-    if args.write:
-        benchutil.write_section(SECTION, text)
-    return 0
+    return benchutil.publish(SECTION, body, "bench_train_step.py", argv, args.write)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,19 @@ def stamp(body: str, command: str) -> str:
             f"- Date: {date}\n")
 
 
+def publish(section: str, body: str, script: str, argv: list[str] | None, write: bool) -> int:
+    """Stamp ``body`` with the command that made it (``script`` + ``argv``), print it, and with
+    ``write`` rewrite ``section`` of BENCHMARKS.md; the bench scripts' common ending (returns 0)."""
+    import sys
+
+    cmd = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = stamp(body, cmd.strip())
+    print(text)
+    if write:
+        write_section(section, text)
+    return 0
+
+
 _SECTION_RE = re.compile(r"<!-- bench:([a-z_]+) -->")
 
 
