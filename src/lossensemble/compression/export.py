@@ -342,10 +342,9 @@ def read_spec(path: str | Path) -> dict[str, Any]:
     """The validated model.json of a model folder."""
     folder = _model_dir(path)
     cfg_path = folder / CONFIG_FILE
-    try:
-        spec = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{cfg_path}: not valid JSON ({exc})") from None
+    from lossensemble.training.run import read_json
+
+    spec = read_json(cfg_path)
     if not isinstance(spec, dict) or spec.get("format") != MODEL_FORMAT:
         raise UserError(f"{cfg_path}: not a lossensemble model description (format {MODEL_FORMAT!r} expected)")
     if spec.get("format_version") != FORMAT_VERSION:

@@ -138,15 +138,13 @@ class ImageIndex:
         import faiss
 
         from lossensemble.compression.export import load_model
+        from lossensemble.training.run import read_json
 
         root = Path(index_dir)
         meta_path = root / "index.json"
         if not meta_path.is_file():
             raise UserError(f"{root} is not an index folder (no index.json; build one with 'lossensemble index')")
-        try:
-            info = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
+        info = read_json(meta_path)
         if not isinstance(info, dict) or info.get("format") != INDEX_FORMAT:
             raise UserError(f"{meta_path}: not a lossensemble index description")
         self.root = root
