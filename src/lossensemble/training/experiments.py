@@ -554,32 +554,24 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
         return _result(method, seed, res)
     if method.kind == "heads":
         return _result(method, seed, runs[method.source])
-    if method.kind == "compressed":
+    if method.kind in ("compressed", "independent-compressed"):
         reason = compression_available()
         if reason is not None:
             comp.skipped[method.name] = reason
             log.warning("%s left out: %s", method.name, reason)
             return None
+    if method.kind == "compressed":
         src = runs[method.source]
         metrics, checkpoint, reused = compress_or_reuse(src.path, progress)
         res = RunResult(method.name, src.path, metrics, src.summary, reused and src.reused)
         result = _result(method, seed, res, checkpoint)
         result.embedding_size = result.embedding_size or _compressed_size(src.path)
         return result
-    if method.kind == "independent":
+    if method.kind in ("independent", "independent-compressed"):
         singles = [m for m in comp.methods if m.group == "single"]
-        res = evaluate_independent([runs[m.name].path for m in singles], [m.embedding for m in singles],
-                                   comp.cfg, folder, progress)
-        return _result(method, seed, res)
-    if method.kind == "independent-compressed":
-        reason = compression_available()
-        if reason is not None:
-            comp.skipped[method.name] = reason
-            log.warning("%s left out: %s", method.name, reason)
-            return None
-        singles = [m for m in comp.methods if m.group == "single"]
-        res = evaluate_independent_compressed([runs[m.name].path for m in singles],
-                                              [m.embedding for m in singles], comp.cfg, folder, progress)
+        evaluate = evaluate_independent if method.kind == "independent" else evaluate_independent_compressed
+        res = evaluate([runs[m.name].path for m in singles], [m.embedding for m in singles], comp.cfg, folder,
+                       progress)
         return _result(method, seed, res)
     raise UserError(f"unknown method kind {method.kind!r}")  # pragma: no cover
 
