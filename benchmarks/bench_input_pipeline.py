@@ -87,7 +87,7 @@ def throughput(root: Path, image_size: int, workers_list: list[int], batches: in
 def data_wait(root: Path, variants: list[tuple[str, int]], image_size: int, steps: int, threads: int,
               batch: int = 64) -> dict[tuple[str, int], dict[str, float]]:
     from lossensemble.config import load_config
-    from lossensemble.training.trainer import Trainer
+    from lossensemble.training import Trainer
 
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-wait-"))

@@ -91,8 +91,8 @@ def time_embedding(image_size: int, d: int, m: int, repeats: int) -> dict[str, f
     """Median milliseconds to embed one image with each exported embedding (small_cnn, 1 thread)."""
     import torch
 
-    from lossensemble.compression import build_compressor
-    from lossensemble.compression.export import export_model, load_model
+    from lossensemble.models import build_compressor
+    from lossensemble.inference import export_model, load_model
     from lossensemble.models import EnsembleModel, build_backbone
 
     torch.set_num_threads(1)
@@ -113,8 +113,7 @@ def time_embedding(image_size: int, d: int, m: int, repeats: int) -> dict[str, f
             if variant:
                 in_dim = model.backbone.feature_dim if variant == "direct" else m * d
                 hidden = 2 * d if variant == "mlp" else None
-                model.compressor = build_compressor(variant, in_dim, d, hidden=hidden)
-                model.compressor_input = "features" if variant == "direct" else "ensemble"
+                model.set_compressor(build_compressor(variant, in_dim, d, hidden=hidden), variant)
                 meta = {"variant": variant, "in_dim": in_dim, "dim": d, "hidden": hidden, "objective": "frobenius"}
             path = export_model(model, weights, Path(tmp) / label.replace(" ", "_"), embedding=embedding,
                                 image_size=image_size, data_kind="glyph", backbone_name="small_cnn",

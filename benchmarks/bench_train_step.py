@@ -42,7 +42,7 @@ NOTE = ("- How to read: the head + loss part is the whole of the extra work of t
 def build_trainer(losses: list[str], backbone: str, image_size: int, batch: int, device: str, amp: bool,
                   threads: int, folder: Path, weighting: str = "equal", scale: str = "none"):
     from lossensemble.config import load_config
-    from lossensemble.training.trainer import Trainer
+    from lossensemble.training import Trainer
 
     overrides = [
         "seed=0", "data.name=glyphs", f"data.image_size={image_size}", "data.options.num_train_classes=100",

@@ -54,7 +54,6 @@ def test_yaml_file_then_overrides(tmp_path):
         (["model.embedding_dim=-4"], "model.embedding_dim"),
         (["losses=[]"], "losses"),
         (["data.batch_size=30", "data.m_per_class=4"], "data.batch_size"),
-        (["weighting.scheme=magic"], "weighting.scheme"),
         (["train.amp=maybe"], "train.amp"),
         (["weighting.scheme=fixed"], "weighting.weights"),
         (["losses=[triplet,triplet]"], "losses"),
@@ -64,6 +63,28 @@ def test_yaml_file_then_overrides(tmp_path):
 def test_bad_values_name_the_key(overrides, key):
     with pytest.raises(ConfigError) as exc:
         load_config(overrides=overrides)
+    assert str(exc.value).startswith(key)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["weighting.scheme=magic"], "weighting.scheme"),
+        (["model.backbone=resnet19"], "model.backbone"),
+        (["losses=[triplet,binomal]"], "losses"),
+        (["compression.variant=pca"], "compression.variant"),
+        (["compression.objective=kl"], "compression.objective"),
+        (["weighting.scheme=gradnorm", "weighting.options={alfa: 1}"], "weighting 'gradnorm'"),
+    ],
+)
+def test_registry_names_are_checked_by_check_components(overrides, key):
+    """Names that registries define are checked against the registries (config itself only checks structure)."""
+    from lossensemble.errors import UserError
+    from lossensemble.models import check_components
+
+    cfg = load_config(overrides=overrides)
+    with pytest.raises(UserError) as exc:
+        check_components(cfg)
     assert str(exc.value).startswith(key)
 
 

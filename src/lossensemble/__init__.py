@@ -18,7 +18,7 @@ def __getattr__(name: str):
 
         return build_dataset
     if name == "load_model":
-        from lossensemble.compression.export import load_model
+        from lossensemble.inference.model import load_model
 
         return load_model
     raise AttributeError(f"module 'lossensemble' has no attribute {name!r}")

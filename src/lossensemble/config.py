@@ -93,8 +93,10 @@ def _default_losses() -> list[LossConfig]:
 class WeightingConfig:
     """How the per-loss terms are combined (see DESIGN.md §1)."""
 
-    scheme: str = "uncertainty"  # equal | learned | fixed | uncertainty | gradnorm
+    scheme: str = "uncertainty"  # a registered scheme: equal | learned | fixed | uncertainty | gradnorm | ...
     scale: str = "none"  # none | running_mean
+    # Keyword options of the scheme (e.g. gradnorm's alpha), checked against its constructor.
+    options: dict[str, Any] = field(default_factory=dict)
     prior: list[float] | None = None  # learned: initial weights (normalised to sum 1)
     weights: list[float] | None = None  # fixed: the weights
     penalty: float = 1.0e4  # learned: P in P * (sum w - 1)^2
@@ -151,9 +153,9 @@ class CompressionConfig:
     """Distance-based compression of the ensemble embedding (DESIGN.md §1)."""
 
     enabled: bool = False
-    variant: str = "mlp"  # mlp (paper) | direct (compact head on backbone features)
+    variant: str = "mlp"  # mlp (paper) | direct (compact head on backbone features); see models/compressor.py
     dim: int | None = None  # None = one head's embedding_dim
-    objective: str = "frobenius"  # frobenius (paper) | softmax
+    objective: str = "frobenius"  # frobenius (paper) | softmax; see losses/distance_matching.py
     epochs: int = 5  # post-hoc training epochs
 
 
@@ -169,6 +171,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+    def eval_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`lossensemble.evaluation.evaluate_model` for this run."""
+        e = self.eval
+        return {"k": tuple(e.k), "distance": e.distance, "nmi": e.nmi, "batch_size": e.batch_size,
+                "num_workers": self.data.num_workers, "max_items": e.max_items, "seed": self.seed}
 
     def validate(self) -> "Config":
         """Check value ranges that types alone cannot express; returns self."""
@@ -186,8 +194,6 @@ class Config:
         names = [loss.name for loss in self.losses]
         _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
         w = self.weighting
-        _check(w.scheme in ("equal", "learned", "fixed", "uncertainty", "gradnorm"), "weighting.scheme",
-               f"must be one of equal, learned, fixed, uncertainty, gradnorm; got {w.scheme!r}")
         _check(w.scale in ("none", "running_mean"), "weighting.scale",
                f"must be 'none' or 'running_mean'; got {w.scale!r}")
         m = len(self.losses)
@@ -217,9 +223,6 @@ class Config:
         _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")
         _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
         c = self.compression
-        _check(c.variant in ("mlp", "direct"), "compression.variant", "must be 'mlp' or 'direct'")
-        _check(c.objective in ("frobenius", "softmax"), "compression.objective",
-               "must be 'frobenius' or 'softmax'")
         _check(c.dim is None or c.dim >= 1, "compression.dim", "must be >= 1")
         return self
 

@@ -88,7 +88,7 @@ def test_run_folders_layout(compared):
 def test_independent_embedding_is_the_concatenation(compared):
     from lossensemble.evaluation import compute_metrics
     from lossensemble.evaluation.extract import extract_embeddings
-    from lossensemble.training.experiments import load_test_embeddings, test_split
+    from lossensemble.experiments.embeddings import load_test_embeddings, test_split
     from lossensemble.training.loading import load_run
 
     parts = []
@@ -159,14 +159,16 @@ def test_unknown_method_is_a_user_error(tmp_path, capsys):
 
 # Runs last: it rewrites the report without plots.
 def test_second_invocation_reuses_everything(compared, monkeypatch, capsys):
-    import lossensemble.compression as compression
-    import lossensemble.training.experiments as experiments
+    import lossensemble.experiments.derived as derived
+    import lossensemble.experiments.runs as runs
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(experiments, "Trainer", refuse)
-    monkeypatch.setattr(compression, "compress_run", refuse, raising=False)
+    # Patched where they are looked up, so the patches do fire if anything is retrained.
+    monkeypatch.setattr(runs, "Trainer", refuse)
+    monkeypatch.setattr(derived, "compress_run", refuse)
+    monkeypatch.setattr(derived, "distill_independent", refuse)
     before = (compared / "results.json").read_text()
     assert main(compare_argv(compared, "--no-plots")) == 0
     after = json.loads((compared / "results.json").read_text())
@@ -176,7 +178,7 @@ def test_second_invocation_reuses_everything(compared, monkeypatch, capsys):
 
 
 def test_independent_ensemble_is_distilled_into_one_head_of_the_best_single_model(compared):
-    from lossensemble.training.experiments import best_single
+    from lossensemble.experiments.selection import best_single
 
     folder = compared / "independent-compressed" / "seed0"
     summary = json.loads((folder / "summary.json").read_text())

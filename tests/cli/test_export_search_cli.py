@@ -82,7 +82,7 @@ def test_compress_export_embed_index_search(run_and_images, tmp_path, capsys):
     assert len(table) == 4 and table[1].split()[2] == paths[3]
 
     # same embedding through the index as through embed
-    from lossensemble.compression.retrieval import ImageIndex
+    from lossensemble.inference import ImageIndex
 
     idx = ImageIndex(index)
     d, i = idx.search_vectors(e[:4], k=1)

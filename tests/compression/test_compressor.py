@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from compression_helpers import glyph_like_images, needs_glyphs
-from lossensemble.compression import build_compressor
-from lossensemble.compression.joint import CompressorTrainer
-from lossensemble.compression.objectives import squared_distances
+from lossensemble.models import build_compressor
+from lossensemble.training.joint import CompressorTrainer
+from lossensemble.losses.distance_matching import squared_distances
 from lossensemble.errors import UserError
 from lossensemble.models import EnsembleModel, build_backbone
 

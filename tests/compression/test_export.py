@@ -13,8 +13,8 @@ from safetensors import safe_open
 
 import lossensemble
 from compression_helpers import glyph_like_images
-from lossensemble.compression import build_compressor
-from lossensemble.compression.export import export_model, load_model
+from lossensemble.models import build_compressor
+from lossensemble.inference import export_model, load_model
 from lossensemble.errors import UserError
 from lossensemble.models import EnsembleModel, build_backbone
 
@@ -31,8 +31,7 @@ def _model(variant: str | None) -> EnsembleModel:
         model(glyph_like_images(4, 4, seed=3)[0])
     if variant is not None:
         in_dim = 256 if variant == "direct" else 8 * len(HEADS)
-        model.compressor = build_compressor(variant, in_dim, 6, hidden=16 if variant == "mlp" else None)
-        model.compressor_input = "features" if variant == "direct" else "ensemble"
+        model.set_compressor(build_compressor(variant, in_dim, 6, hidden=16 if variant == "mlp" else None), variant)
     return model.eval()
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from lossensemble.compression import distance_matching_loss
-from lossensemble.compression.objectives import squared_distances
+from lossensemble.losses import distance_matching_loss
+from lossensemble.losses.distance_matching import squared_distances
 from lossensemble.errors import UserError
 
 

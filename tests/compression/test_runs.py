@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from compression_helpers import glyph_like_images, tiny_config
-from lossensemble.compression.export import export_run, load_model
-from lossensemble.compression.posthoc import compress_run, compressed_checkpoint_path
+from lossensemble.inference import export_run, load_model
+from lossensemble.compression import compress_run, compressed_checkpoint_path
 from lossensemble.errors import UserError
 from lossensemble.training import Trainer
 from lossensemble.training.checkpoint import load_checkpoint

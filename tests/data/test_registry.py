@@ -69,7 +69,7 @@ def test_register_a_new_dataset():
         with pytest.raises(ValueError, match="already registered"):
             register_dataset("tiny-test-dataset")(type("Other", (DatasetSource,), {}))
     finally:
-        DATASETS.pop("tiny-test-dataset")
+        DATASETS.unregister("tiny-test-dataset")
 
 
 def test_list_datasets_reports_presence(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from lossensemble.reporting.aggregate import aggregate_metrics, mean_std, paired_gain, select_best
 from lossensemble.reporting.results import comparison_rows, format_mean_std, rows_to_csv, rows_to_markdown
-from lossensemble.training.experiments import independent_embedding
+from lossensemble.models import independent_embedding
 
 
 def test_mean_std_known_numbers():

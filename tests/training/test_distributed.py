@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from lossensemble.training import distributed
+from lossensemble import distributed
 
 WORLD = 2
 TINY = [

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from lossensemble.errors import UserError
 
-__all__ = ["packaged_configs", "resolve_config", "add_overrides_argument"]
+__all__ = ["packaged_configs", "resolve_config", "add_overrides_argument", "load_run_config", "prepare_process",
+           "progress_enabled"]
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -43,3 +44,29 @@ def add_overrides_argument(parser) -> None:
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="dotted config overrides, e.g. train.epochs=3 model.embedding_dim=128 losses=[triplet,binomial]",
     )
+
+
+def load_run_config(name_or_path: str | None, overrides: list[str]):
+    """Load a config (file or packaged name) with overrides and check every registry name in it."""
+    from lossensemble.config import load_config
+    from lossensemble.models import check_components
+
+    cfg = load_config(resolve_config(name_or_path), overrides)
+    check_components(cfg)
+    return cfg
+
+
+def prepare_process(cfg):
+    """The CLI's one place for process-wide settings (threads, torchrun process group); returns the context."""
+    from lossensemble.runtime import prepare_process as prepare
+
+    return prepare(cfg)
+
+
+def progress_enabled(args) -> bool | None:
+    """False with ``--no-progress`` or when stderr is not a terminal; else None (the config decides)."""
+    import sys
+
+    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
+        return False
+    return None

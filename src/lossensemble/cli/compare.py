@@ -16,17 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from lossensemble.cli.common import add_overrides_argument, resolve_config
+from lossensemble.cli.common import add_overrides_argument, load_run_config, prepare_process, progress_enabled
 from lossensemble.errors import UserError
-
-#: Method families, mirrored from lossensemble.training.experiments (kept here so --help needs no torch).
-METHOD_HELP = (
-    "single (each loss alone; always run), equal, learned (the paper), uncertainty, compressed (the learned "
-    "ensemble compressed post hoc), equal-scaled and learned-noscale (scale-normalisation ablations), gradnorm "
-    "(opt-in, when the build has it), independent (single-loss models concatenated, no extra training), heads "
-    "(the equal ensemble's heads alone)"
-)
-
+from lossensemble.experiments.methods import methods_help
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -40,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED",
                    help="seeds to train each method with (default: 0 1 2)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"method families to run (default: all but gradnorm): {METHOD_HELP}")
+                   help=f"method families to run (default: all but gradnorm): {methods_help()}")
     p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
     p.add_argument("--map", choices=("tsne", "pca"), default="tsne",
                    help="2-D projection of the embedding maps (default: tsne; pca is instantaneous)")
@@ -84,27 +76,29 @@ def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[st
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossensemble.config import load_config
+    from lossensemble.experiments.catalogue import comparison_methods
+    from lossensemble.experiments.comparison import run_comparison
+    from lossensemble.experiments.methods import DEFAULT_METHODS
     from lossensemble.reporting.comparison import report_comparison
     from lossensemble.reporting.results import table_cells
     from lossensemble.reporting.tables import format_table
-    from lossensemble.training.experiments import DEFAULT_METHODS, comparison_methods, run_comparison
+    from lossensemble.training import TrainingInterrupted
     from lossensemble.training.run import check_writable
-    from lossensemble.training.trainer import TrainingInterrupted
 
     seed_values, extra = split_overrides(list(args.seeds))
     method_values, extra2 = split_overrides(list(args.methods or []))
     seeds = parse_seeds(seed_values)
     if not seeds:
         raise UserError("--seeds: give at least one seed")
-    cfg = load_config(resolve_config(args.config), list(args.overrides) + extra + extra2)
+    cfg = load_run_config(args.config, list(args.overrides) + extra + extra2)
     methods = comparison_methods(cfg, method_values or list(DEFAULT_METHODS))
     out = Path(args.output)
     check_writable(out)
+    prepare_process(cfg)
     start = time.perf_counter()
     print(f"compare: {len(methods)} methods x {len(seeds)} seed(s) -> {out}/<method>/seed<k>/", flush=True)
     try:
-        comp = run_comparison(cfg, out, seeds, methods, progress=not args.no_progress)
+        comp = run_comparison(cfg, out, seeds, methods, progress=progress_enabled(args))
     except TrainingInterrupted:
         print(f"lossensemble: compare interrupted; a checkpoint was saved. Run the same command again to resume "
               f"(finished runs in {out} are reused).", file=sys.stderr)

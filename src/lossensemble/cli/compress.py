@@ -9,17 +9,17 @@ def register(sub) -> None:
     p = sub.add_parser(
         "compress",
         help="train a compact embedding that mimics the ensemble's distances",
-        description="Train a compressor for a finished run (DESIGN.md §1): the paper's MLP on the weighted "
+        description="Train a compressor for a finished run (see docs/method.md, Compression): the paper's MLP on the weighted "
         "ensemble embedding ('mlp') or one linear head on the backbone features ('direct'), so that its batch "
         "distances match the ensemble's. The run's training split is embedded once with the evaluation "
         "transforms; the ensemble is never changed. Writes checkpoints/compressed.safetensors, adds "
         "'compressed' to metrics.json, and prints the test metrics of every embedding.",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by 'lossensemble train'")
-    p.add_argument("--variant", choices=["mlp", "direct"], help="compressor (default: the run's compression.variant)")
+    p.add_argument("--variant", help="compressor: mlp (the paper) or direct (default: the run's compression.variant)")
     p.add_argument("--dim", type=int, help="size of the compressed embedding (default: one head's size)")
-    p.add_argument("--objective", choices=["frobenius", "softmax"],
-                   help="distance-matching loss (default: the run's compression.objective)")
+    p.add_argument("--objective", metavar="NAME",
+                   help="distance-matching loss: frobenius (the paper) or softmax (default: the run's compression.objective)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the run's compression.epochs)")
     p.add_argument("--lr", type=float, help="learning rate (default: the run's train.lr.compressor)")
     p.add_argument("--checkpoint", choices=["last", "best"], default="last",
@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossensemble.compression.posthoc import compress_run, compressed_checkpoint_path
+    from lossensemble.compression import compress_run, compressed_checkpoint_path
     from lossensemble.reporting import format_table
 
     metrics = compress_run(args.run, variant=args.variant, dim=args.dim, objective=args.objective,

@@ -1,21 +1,16 @@
 """``lossensemble demo``: the README's main command, a small but real comparison on glyphs.
 
-Trains, with the same data, budget and seed: every loss of the paper's ensemble
-alone, the ensemble in the project's default weighting, and the paper's exact
-configuration (learned weights with running-mean scale normalisation); prints
-their metrics on unseen glyph classes and writes a table and a plot.
+The work is :func:`lossensemble.experiments.demo.run_demo`; this module prints its
+table and writes results.md and a plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
-from lossensemble.cli.common import add_overrides_argument, resolve_config
-
-log = logging.getLogger("lossensemble.demo")
+from lossensemble.cli.common import add_overrides_argument, load_run_config, prepare_process, progress_enabled
 
 
 def register(sub) -> None:
@@ -34,63 +29,29 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def demo_methods(cfg):
-    """The demo's methods as (display name, run folder name, config, embedding to report)."""
-    from lossensemble.training.experiments import paper_config, single_loss_config
-
-    methods = [(f"single: {loss.name}", f"single-{loss.name}", single_loss_config(cfg, loss.name),
-                f"heads.{loss.name}") for loss in cfg.losses]
-    w = cfg.weighting
-    methods.append((f"ensemble ({w.scheme}, scale {w.scale})", "ensemble", cfg, "ensemble"))
-    methods.append(("paper (learned, scale running_mean)", "paper", paper_config(cfg), "ensemble"))
-    return methods
-
-
 def run(args: argparse.Namespace) -> int:
-    from lossensemble.config import load_config
+    from lossensemble.experiments.demo import run_demo
+    from lossensemble.io import atomic_write_text
     from lossensemble.reporting import format_table, markdown_table
     from lossensemble.reporting.plots import plot_recall_at_k
-    from lossensemble.training.experiments import run_or_reuse
-    from lossensemble.training.run import check_writable, read_history, write_json
+    from lossensemble.training.run import check_writable
 
-    cfg = load_config(resolve_config(args.config), args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     out = Path(args.output)
     check_writable(out)
+    prepare_process(cfg)
     start = time.perf_counter()
-    methods = demo_methods(cfg)
-    rows, val_scores, timings = {}, {}, {}
-    for i, (name, folder_name, mcfg, emb) in enumerate(methods, 1):
-        folder = out / folder_name
-        print(f"[{i}/{len(methods)}] {name} -> {folder}", flush=True)
-        res = run_or_reuse(name, mcfg, folder, progress=not args.no_progress)
-        rows[name] = res.metrics[emb]
-        timings[name] = res.summary.get("train_seconds", 0.0)
-        hist = read_history(res.path / "history.csv")
-        key = f"val/{emb}/map@r"
-        val_scores[name] = next((r[key] for r in reversed(hist) if key in r), None)
-    singles = [n for n in rows if n.startswith("single")]
-    scored = [n for n in singles if val_scores[n] is not None]
-    if scored:
-        best = max(scored, key=lambda n: val_scores[n])
-        how = "chosen by MAP@R on the validation classes"
-    else:
-        best = max(singles, key=lambda n: rows[n]["map@r"])
-        how = "chosen by test MAP@R (no validation split configured)"
-    marks = {best: " *"}
+    result = run_demo(cfg, out, progress=progress_enabled(args), say=lambda m: print(m, flush=True))
+    rows, best = result.rows, result.selection.best
+    how = result.selection.describe()
     print()
-    print(format_table(rows, first="method", marks=marks))
-    print(f"\n* best single loss, {how}")
+    print(format_table(rows, first="method", marks={best: " *"}))
+    print(f"\n* best single loss: {how}")
     for name in rows:
         if not name.startswith("single"):
-            gain = {k: rows[name][k] - rows[best][k] for k in ("recall@1", "knn_acc", "map@r")}
-            print(f"{name}: vs best single loss: "
-                  + ", ".join(f"{k} {v:+.2f}" for k, v in gain.items()))
-    md = markdown_table(rows)
-    (out / "results.md").write_text(
-        f"# Demo results (unseen glyph classes)\n\n{md}\n\nBest single loss ({how}): {best}\n", encoding="utf-8"
-    )
-    write_json(out / "results.json", {"methods": rows, "best_single": best, "train_seconds": timings,
-                                      "validation_map@r": val_scores})
+            print(f"{name}: vs best single loss: " + ", ".join(f"{k} {v:+.2f}" for k, v in result.gains(name).items()))
+    atomic_write_text(out / "results.md", f"# Demo results (unseen glyph classes)\n\n{markdown_table(rows)}\n\n"
+                                          f"Best single loss: {how}\n")
     plot = plot_recall_at_k(rows, out / "recall_at_k.png")
     elapsed = time.perf_counter() - start
     print(f"\nresults: {out / 'results.md'}, {out / 'results.json'}; plot: {plot}; "

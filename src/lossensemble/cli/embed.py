@@ -39,10 +39,9 @@ def report_skipped(skipped: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lossensemble.compression.export import load_model
-    from lossensemble.compression.retrieval import list_images
+    from lossensemble.inference import list_images, load_model
     from lossensemble.errors import UserError
-    from lossensemble.training.checkpoint import atomic_write_bytes, atomic_write_text
+    from lossensemble.io import atomic_write_bytes, atomic_write_text
 
     model = load_model(args.model, device=args.device)
     files = list_images(args.images)

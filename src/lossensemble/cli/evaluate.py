@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(sub) -> None:
@@ -26,9 +25,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossensemble.data import build_dataset
+    from lossensemble.evaluation import evaluate_model
+    from lossensemble.io import write_json
     from lossensemble.reporting import format_table
-    from lossensemble.training.loading import load_run
-    from lossensemble.training.trainer import evaluate_model
+    from lossensemble.training import load_run
 
     loaded = load_run(args.run, checkpoint=args.checkpoint)
     cfg = loaded.cfg
@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.root if args.root is not None else (d.root if name == d.name else None)
     dataset = build_dataset(name, args.split, root=root, image_size=d.image_size, val_fraction=d.val_fraction,
                             **options)
-    metrics = evaluate_model(loaded.embed_fn(), dataset, cfg, loaded.device, progress=True)
+    metrics = evaluate_model(loaded.embed_fn(), dataset, device=loaded.device, progress=True, **cfg.eval_options())
     print(format_table(metrics))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(metrics, fh, indent=2)
+        write_json(args.json, metrics)
     return 0

@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossensemble.compression.export import load_model, export_run
+    from lossensemble.inference import export_run, load_model
 
     out = export_run(args.run, args.output, embedding=args.embedding, checkpoint=args.checkpoint)
     model = load_model(out)  # verify what was written

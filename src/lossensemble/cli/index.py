@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lossensemble.cli.embed import report_skipped
-    from lossensemble.compression.retrieval import build_index
+    from lossensemble.inference import build_index
 
     info = build_index(args.model, args.folder, args.output, batch_size=args.batch_size, progress=True,
                        device=args.device)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from lossensemble import __version__
@@ -50,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"lossensemble.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"lossensemble.cli.{name}":
-                continue  # subcommand not available in this build
-            raise
-        module.register(sub)
+        importlib.import_module(f"lossensemble.cli.{name}").register(sub)
     return parser
 
 
@@ -64,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from lossensemble.runtime import configure_logging
+
+    configure_logging(debug=args.debug)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -79,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print("lossensemble: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from lossensemble.training.trainer import TrainingInterrupted
+        from lossensemble.training import TrainingInterrupted
 
         if isinstance(exc, TrainingInterrupted) and not args.debug:
-            print(f"lossensemble: {exc}", file=sys.stderr)
+            print(f"lossensemble: {exc}. Resume with: lossensemble train --resume {exc.run_dir}", file=sys.stderr)
             return 130
         raise
 

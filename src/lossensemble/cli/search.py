@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lossensemble.compression.retrieval import ImageIndex
+    from lossensemble.inference import ImageIndex
 
     results = ImageIndex(args.index, device=args.device).search(args.query, k=args.k)
     if args.json:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lossensemble.cli.common import add_overrides_argument, resolve_config
+from pathlib import Path
+
+from lossensemble.cli.common import add_overrides_argument, load_run_config, prepare_process, progress_enabled
 from lossensemble.errors import UserError
 
 
@@ -26,25 +28,37 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lossensemble import distributed
     from lossensemble.config import load_config
-    from lossensemble.losses import validate_losses
     from lossensemble.reporting import format_table
-    from lossensemble.training import Trainer, TrainingInterrupted, distributed
+    from lossensemble.training import NothingToResume, RunExists, Trainer, TrainingInterrupted
+    from lossensemble.training.run import RunPaths
 
-    if args.resume:
-        if args.config or args.output or args.overrides:
-            raise UserError("--resume takes the run folder only; its saved config is used")
-        trainer = Trainer(None, args.resume, resume=True, progress=False if args.no_progress else None)
-    else:
-        if not args.output:
-            raise UserError("-o/--output RUN is required (the run folder to create)")
-        cfg = load_config(resolve_config(args.config), args.overrides)
-        validate_losses(cfg.losses, cfg.model.embedding_dim)  # fail fast, before data is rendered
-        trainer = Trainer(cfg, args.output, progress=False if args.no_progress else None)
+    progress = progress_enabled(args)
+    try:
+        if args.resume:
+            if args.config or args.output or args.overrides:
+                raise UserError("--resume takes the run folder only; its saved config is used")
+            paths = RunPaths(Path(args.resume))
+            if not paths.config.is_file():
+                raise UserError(f"--resume {args.resume}: not a run folder (no config.yaml)")
+            cfg = load_config(paths.config)
+            ctx = prepare_process(cfg)
+            trainer = Trainer(None, args.resume, resume=True, progress=progress, dist=ctx)
+        else:
+            if not args.output:
+                raise UserError("-o/--output RUN is required (the run folder to create)")
+            cfg = load_run_config(args.config, args.overrides)  # names checked before data is rendered
+            ctx = prepare_process(cfg)
+            trainer = Trainer(cfg, args.output, progress=progress, dist=ctx)
+    except RunExists as exc:
+        raise UserError(f"{exc} (continue it with: lossensemble train --resume {args.output})") from None
+    except NothingToResume as exc:
+        raise UserError(f"--resume: {exc}") from None
     try:
         metrics = trainer.fit()
     except TrainingInterrupted as exc:
-        print(f"lossensemble: {exc}", file=sys.stderr)
+        print(f"lossensemble: {exc}. Resume with: lossensemble train --resume {exc.run_dir}", file=sys.stderr)
         return 130
     finally:
         distributed.teardown()  # leave the process group of a torchrun launch (no-op otherwise)

@@ -15,7 +15,16 @@ from . import glyphs as _glyphs  # noqa: F401
 from .cache import cache_dir, data_dir
 from .collate import collate_batch
 from .images import ArrayImageDataset, FileImageDataset, ImageDataset, SafeImageReader
-from .registry import DATASETS, DatasetNotFound, DatasetSource, build_dataset, list_datasets, register_dataset
+from .registry import (
+    DATASETS,
+    DatasetNotFound,
+    DatasetSource,
+    build_dataset,
+    build_split,
+    get_source,
+    list_datasets,
+    register_dataset,
+)
 from .sampler import MPerClassBatchSampler
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 
@@ -31,6 +40,8 @@ __all__ = [
     "MPerClassBatchSampler",
     "SafeImageReader",
     "build_dataset",
+    "build_split",
+    "get_source",
     "build_transforms",
     "cache_dir",
     "collate_batch",

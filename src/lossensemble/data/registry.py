@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from lossensemble.errors import DataError, UserError
+from lossensemble.registry import Registry
 
 from .images import ImageDataset
 from .splits import SPLITS
 from .transforms import build_transforms
 
-__all__ = ["DatasetNotFound", "DatasetSource", "DATASETS", "register_dataset", "get_source", "build_dataset", "list_datasets"]
+__all__ = [
+    "DatasetNotFound", "DatasetSource", "DATASETS", "register_dataset", "get_source", "build_dataset", "build_split",
+    "list_datasets",
+]
 
 TRAIN_LIKE_SPLITS = ("train", "pretrain")
 
@@ -72,7 +76,8 @@ class DatasetSource:
         return str(self.root) if self.root is not None else "(root required)"
 
 
-DATASETS: dict[str, type[DatasetSource]] = {}
+DATASETS: Registry[type[DatasetSource]] = Registry("dataset", key="data.name")
+"""Registry of dataset sources by name (filled by :func:`register_dataset`)."""
 
 S = TypeVar("S", bound=type[DatasetSource])
 
@@ -81,10 +86,8 @@ def register_dataset(name: str) -> Callable[[S], S]:
     """Class decorator: make a :class:`DatasetSource` subclass available under ``name``."""
 
     def decorator(cls: S) -> S:
-        if name in DATASETS and DATASETS[name] is not cls:
-            raise ValueError(f"dataset {name!r} is already registered")
+        DATASETS.register(name, cls)
         cls.name = name
-        DATASETS[name] = cls
         return cls
 
     return decorator
@@ -92,12 +95,7 @@ def register_dataset(name: str) -> Callable[[S], S]:
 
 def get_source(name: str) -> type[DatasetSource]:
     """The registered source class for ``name``; an unknown name suggests the closest ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown dataset {name!r}{hint} (known: {', '.join(sorted(DATASETS))})") from None
+    return DATASETS.get_or_raise(name)
 
 
 def build_dataset(
@@ -136,6 +134,17 @@ def build_dataset(
     else:
         raise UserError(f"transform must be 'auto', None or a callable, got {transform!r}")
     return dataset
+
+
+def build_split(data_cfg: Any, split: str, transform: Callable | str | None = "auto") -> ImageDataset:
+    """One split of the dataset a :class:`~lossensemble.config.DataConfig` describes.
+
+    The one place where a run's data settings become a dataset: training, evaluation,
+    compression and the experiments all call this, so they see the same images.
+    """
+    d = data_cfg
+    return build_dataset(d.name, split, root=d.root, image_size=d.image_size, val_fraction=d.val_fraction,
+                         transform=transform, **d.options)
 
 
 def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:

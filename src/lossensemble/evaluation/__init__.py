@@ -5,6 +5,8 @@ percentages; ``knn_search`` is the chunked exact search underneath, reusable
 for retrieval.
 """
 
+from lossensemble.evaluation.evaluate import evaluate_model, evaluate_model_sharded, score_embeddings
+from lossensemble.evaluation.extract import extract_embeddings
 from lossensemble.evaluation.metrics import EvaluationWarning, compute_metrics, knn_vote, nmi_score
 from lossensemble.evaluation.neighbors import DISTANCES, NeighborSearcher, knn_search
 
@@ -13,6 +15,10 @@ __all__ = [
     "EvaluationWarning",
     "NeighborSearcher",
     "compute_metrics",
+    "evaluate_model",
+    "evaluate_model_sharded",
+    "extract_embeddings",
+    "score_embeddings",
     "knn_search",
     "knn_vote",
     "nmi_score",

@@ -9,7 +9,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-__all__ = ["extract_embeddings"]
+__all__ = ["evaluation_indices", "extract_embeddings"]
+
+
+def evaluation_indices(n: int, max_items: int | None, seed: int) -> np.ndarray:
+    """The dataset items evaluated: all ``n``, or a seeded sorted subset of ``max_items``."""
+    if max_items is None or max_items >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_items, replace=False))
 
 
 @torch.no_grad()
@@ -35,12 +42,8 @@ def extract_embeddings(
     """
     from lossensemble.data import collate_batch
 
-    n = len(dataset)
     if indices is None:
-        indices = np.arange(n)
-        if max_items is not None and max_items < n:
-            rng = np.random.default_rng(seed)
-            indices = np.sort(rng.choice(n, size=max_items, replace=False))
+        indices = evaluation_indices(len(dataset), max_items, seed)
     subset = torch.utils.data.Subset(dataset, indices.tolist())
 
     kept: list[int] = []

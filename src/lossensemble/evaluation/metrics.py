@@ -40,6 +40,14 @@ from sklearn.metrics import normalized_mutual_info_score
 from tqdm.auto import tqdm
 
 from lossensemble.errors import UserError
+
+#: Display names of the metrics (tables, plots, reports).
+METRIC_TITLES = {"knn_acc": "kNN acc", "map@r": "MAP@R", "r_precision": "R-prec", "nmi": "NMI"}
+
+
+def metric_title(metric: str) -> str:
+    """The display name of a metric key (``recall@1`` -> ``R@1``, ``map@r`` -> ``MAP@R``)."""
+    return METRIC_TITLES.get(metric, metric.replace("recall@", "R@"))
 from lossensemble.evaluation.neighbors import (
     DEFAULT_MAX_ENTRIES,
     NeighborSearcher,

@@ -5,6 +5,7 @@
   pytorch-metric-learning; ``lossensemble.losses.handwritten`` holds the rest).
 * :mod:`lossensemble.losses.weighting`: :func:`build_weighting` and the schemes.
 * :func:`diversity_penalty`: the WEDL regulariser between heads.
+* :mod:`lossensemble.losses.distance_matching`: the compressor's distance-matching objectives.
 """
 
 from lossensemble.losses.base import (
@@ -19,7 +20,8 @@ from lossensemble.losses.base import (
 from lossensemble.losses import handwritten as _handwritten  # noqa: F401  (registers losses)
 from lossensemble.losses import pml as _pml  # noqa: F401  (registers losses)
 from lossensemble.losses.diversity import diversity_penalty
-from lossensemble.losses.weighting import LossWeighting, build_weighting
+from lossensemble.losses.distance_matching import OBJECTIVES, distance_matching_loss
+from lossensemble.losses.weighting import WEIGHTINGS, LossWeighting, build_weighting, register_weighting
 
 __all__ = [
     "LOSSES",
@@ -31,5 +33,9 @@ __all__ = [
     "validate_losses",
     "diversity_penalty",
     "LossWeighting",
+    "WEIGHTINGS",
+    "register_weighting",
     "build_weighting",
+    "OBJECTIVES",
+    "distance_matching_loss",
 ]

@@ -9,14 +9,13 @@ option) before constructing the loss.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from lossensemble.errors import UserError
+from lossensemble.registry import Registry, check_options, keyword_options
 
 __all__ = ["MetricLoss", "LOSSES", "register_loss", "available_losses", "build_loss", "loss_options"]
 
@@ -62,7 +61,7 @@ class MetricLoss(nn.Module):
         return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
 
 
-LOSSES: dict[str, type[MetricLoss]] = {}
+LOSSES: Registry[type[MetricLoss]] = Registry("loss", key="losses", plural="losses")
 """Registry of loss classes by name (filled by :func:`register_loss`)."""
 
 _L = TypeVar("_L", bound=type[MetricLoss])
@@ -72,12 +71,10 @@ def register_loss(name: str) -> Callable[[_L], _L]:
     """Class decorator registering a :class:`MetricLoss` subclass under ``name``."""
 
     def decorate(cls: _L) -> _L:
-        if name in LOSSES and LOSSES[name] is not cls:
-            raise ValueError(f"a loss named '{name}' is already registered ({LOSSES[name].__name__})")
         if not (isinstance(cls, type) and issubclass(cls, MetricLoss)):
             raise TypeError(f"register_loss('{name}') expects a MetricLoss subclass, got {cls!r}")
+        LOSSES.register(name, cls)
         cls.name = name
-        LOSSES[name] = cls
         return cls
 
     return decorate
@@ -90,46 +87,7 @@ def available_losses() -> list[str]:
 
 def loss_options(name: str) -> dict[str, Any]:
     """The options of loss ``name`` with their defaults (keyword-only constructor arguments)."""
-    cls = _lookup(name)
-    return {
-        p.name: p.default
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-
-
-def _lookup(name: str) -> type[MetricLoss]:
-    if name in LOSSES:
-        return LOSSES[name]
-    close = difflib.get_close_matches(str(name), available_losses(), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-    raise UserError(f"unknown loss '{name}': {hint}available losses: {', '.join(available_losses())}")
-
-
-def _check_option(loss: str, key: str, value: Any, default: Any) -> Any:
-    """Return ``value`` (ints promoted to float where the default is a float) or raise."""
-    bad = UserError(
-        f"loss '{loss}': option '{key}' expects {type(default).__name__} like {default!r}, got {value!r}"
-    )
-    if default is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    return value
+    return keyword_options(LOSSES.get_or_raise(name))
 
 
 def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: Any) -> MetricLoss:
@@ -139,20 +97,12 @@ def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: An
         UserError: unknown loss name (the message suggests the closest registered
             names), unknown option, an option of the wrong type or out of range.
     """
-    cls = _lookup(name)
+    cls = LOSSES.get_or_raise(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"loss '{name}': num_classes must be a positive integer, got {num_classes!r}")
     if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
         raise UserError(f"loss '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}")
-    spec = loss_options(name)
-    checked: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in spec:
-            close = difflib.get_close_matches(key, list(spec), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            known = ", ".join(spec) if spec else "none"
-            raise UserError(f"loss '{name}': unknown option '{key}'; {hint}known options: {known}")
-        checked[key] = _check_option(name, key, value, spec[key])
+    checked = check_options(f"loss '{name}'", cls, options)
     try:
         return cls(num_classes=num_classes, embedding_dim=embedding_dim, **checked)
     except UserError:

@@ -32,9 +32,12 @@ from torch import Tensor, nn
 
 from lossensemble.config import WeightingConfig
 from lossensemble.errors import UserError
+from lossensemble.registry import Registry, check_options, keyword_options
 
 __all__ = [
     "SCHEMES",
+    "WEIGHTINGS",
+    "register_weighting",
     "RunningMeanScale",
     "LossWeighting",
     "EqualWeighting",
@@ -100,7 +103,7 @@ class LossWeighting(nn.Module):
     scheme: ClassVar[str] = ""
     needs_shared_tensor: ClassVar[bool] = False
 
-    def __init__(self, names: Sequence[str], scale: str = "none") -> None:
+    def __init__(self, names: Sequence[str], *, scale: str = "none") -> None:
         super().__init__()
         names = list(names)
         if not names:
@@ -173,26 +176,48 @@ class LossWeighting(nn.Module):
         return f"scheme={self.scheme}, scale={self.scale}, names={self.names}"
 
 
+WEIGHTINGS: Registry[type[LossWeighting]] = Registry("weighting scheme", key="weighting.scheme")
+"""Registry of weighting schemes by name (filled by :func:`register_weighting`)."""
+
+
+def register_weighting(name: str):
+    """Class decorator registering a :class:`LossWeighting` subclass as scheme ``name``.
+
+    The scheme's options are the keyword-only arguments of its constructor; a config
+    sets them in ``weighting.options`` (``prior``, ``weights`` and ``penalty`` may also be
+    given as ``weighting.prior`` etc.).
+    """
+
+    def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, LossWeighting)):
+            raise TypeError(f"register_weighting('{name}') expects a LossWeighting subclass, got {cls!r}")
+        WEIGHTINGS.register(name, cls)
+        cls.scheme = name
+        return cls
+
+    return decorate
+
+
+@register_weighting("equal")
 class EqualWeighting(LossWeighting):
     """Every loss weighted ``1/m``; no parameters."""
 
-    scheme = "equal"
-
-    def __init__(self, names: Sequence[str], scale: str = "none") -> None:
-        super().__init__(names, scale)
+    def __init__(self, names: Sequence[str], *, scale: str = "none") -> None:
+        super().__init__(names, scale=scale)
         self.register_buffer("fixed_weights", torch.full((len(self.names),), 1.0 / len(self.names)), persistent=False)
 
     def current_weights(self) -> Tensor:
         return self.fixed_weights
 
 
+@register_weighting("fixed")
 class FixedWeighting(LossWeighting):
     """User-given weights, normalised to sum 1; no parameters."""
 
-    scheme = "fixed"
-
-    def __init__(self, names: Sequence[str], weights: Sequence[float], scale: str = "none") -> None:
-        super().__init__(names, scale)
+    def __init__(self, names: Sequence[str], *, weights: Sequence[float] | None = None, scale: str = "none") -> None:
+        super().__init__(names, scale=scale)
+        if weights is None:
+            raise UserError(f"weighting.weights: scheme 'fixed' needs one weight per loss ({len(self.names)})")
         w = _normalised(weights, len(self.names), "weighting.weights", allow_zero=True)
         self.register_buffer("fixed_weights", w, persistent=False)
 
@@ -200,6 +225,7 @@ class FixedWeighting(LossWeighting):
         return self.fixed_weights
 
 
+@register_weighting("learned")
 class LearnedWeighting(LossWeighting):
     """The paper's learned weights: ``w_k = c_k^2 + 1/(4m)`` and penalty ``P (sum w - 1)^2``.
 
@@ -211,13 +237,13 @@ class LearnedWeighting(LossWeighting):
     never renormalised: :meth:`weights` returns ``c^2 + 1/(4m)`` as trained.
     """
 
-    scheme = "learned"
     DEAD_START: ClassVar[float] = 1e-4
 
     def __init__(
-        self, names: Sequence[str], prior: Sequence[float] | None = None, penalty: float = 1.0e4, scale: str = "none"
+        self, names: Sequence[str], *, prior: Sequence[float] | None = None, penalty: float = 1.0e4,
+        scale: str = "none",
     ) -> None:
-        super().__init__(names, scale)
+        super().__init__(names, scale=scale)
         m = len(self.names)
         if penalty < 0:
             raise UserError(f"weighting.penalty: must be >= 0, got {penalty}")
@@ -237,6 +263,7 @@ class LearnedWeighting(LossWeighting):
         return total, penalty
 
 
+@register_weighting("uncertainty")
 class UncertaintyWeighting(LossWeighting):
     """Homoscedastic-uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
 
@@ -249,10 +276,8 @@ class UncertaintyWeighting(LossWeighting):
     gives a loss near zero a large effective weight.
     """
 
-    scheme = "uncertainty"
-
-    def __init__(self, names: Sequence[str], prior: Sequence[float] | None = None, scale: str = "none") -> None:
-        super().__init__(names, scale)
+    def __init__(self, names: Sequence[str], *, prior: Sequence[float] | None = None, scale: str = "none") -> None:
+        super().__init__(names, scale=scale)
         m = len(self.names)
         p = _normalised(prior if prior is not None else [1.0] * m, m, "weighting.prior", allow_zero=False)
         self.log_vars = nn.Parameter(-torch.log(p * m))
@@ -266,6 +291,7 @@ class UncertaintyWeighting(LossWeighting):
         return (torch.exp(-s) * scaled).sum() + regulariser, regulariser
 
 
+@register_weighting("gradnorm")
 class GradNormWeighting(LossWeighting):
     """Simplified GradNorm (Chen et al., ICML 2018): balance the losses' gradient norms.
 
@@ -286,13 +312,12 @@ class GradNormWeighting(LossWeighting):
     unscaled losses (small norms may underflow in float16).
     """
 
-    scheme = "gradnorm"
     needs_shared_tensor = True
 
     def __init__(
-        self, names: Sequence[str], prior: Sequence[float] | None = None, alpha: float = 1.5, scale: str = "none"
+        self, names: Sequence[str], *, prior: Sequence[float] | None = None, alpha: float = 1.5, scale: str = "none"
     ) -> None:
-        super().__init__(names, scale)
+        super().__init__(names, scale=scale)
         m = len(self.names)
         if alpha < 0:
             raise UserError(f"weighting: gradnorm alpha must be >= 0, got {alpha}")
@@ -337,6 +362,7 @@ class GradNormWeighting(LossWeighting):
         return torch.linalg.vector_norm(grad.float()).detach()
 
 
+#: The built-in scheme names (the registry may hold more: see :data:`WEIGHTINGS`).
 SCHEMES: tuple[str, ...] = ("equal", "fixed", "learned", "uncertainty", "gradnorm")
 
 
@@ -357,18 +383,14 @@ def _normalised(values: Sequence[float] | None, m: int, key: str, *, allow_zero:
 
 
 def build_weighting(cfg: WeightingConfig, loss_names: list[str]) -> LossWeighting:
-    """The :class:`LossWeighting` for ``cfg.scheme`` over ``loss_names`` (in the order of the raw losses)."""
-    scheme = cfg.scheme
-    if scheme == "equal":
-        return EqualWeighting(loss_names, scale=cfg.scale)
-    if scheme == "fixed":
-        if cfg.weights is None:
-            raise UserError(f"weighting.weights: scheme 'fixed' needs one weight per loss ({len(loss_names)})")
-        return FixedWeighting(loss_names, cfg.weights, scale=cfg.scale)
-    if scheme == "learned":
-        return LearnedWeighting(loss_names, prior=cfg.prior, penalty=cfg.penalty, scale=cfg.scale)
-    if scheme == "uncertainty":
-        return UncertaintyWeighting(loss_names, prior=cfg.prior, scale=cfg.scale)
-    if scheme == "gradnorm":
-        return GradNormWeighting(loss_names, prior=cfg.prior, scale=cfg.scale)
-    raise UserError(f"weighting.scheme: must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+    """The :class:`LossWeighting` for ``cfg.scheme`` over ``loss_names`` (in the order of the raw losses).
+
+    The scheme's keyword-only options come from ``cfg.options``; ``cfg.prior``,
+    ``cfg.weights`` and ``cfg.penalty`` are passed to the schemes that take them.
+    """
+    cls = WEIGHTINGS.get_or_raise(cfg.scheme)
+    accepted = keyword_options(cls)
+    kwargs = {k: getattr(cfg, k) for k in ("prior", "weights", "penalty") if k in accepted}
+    kwargs.update(check_options(f"weighting '{cfg.scheme}'", cls, {k: v for k, v in cfg.options.items()}))
+    kwargs["scale"] = cfg.scale
+    return cls(loss_names, **kwargs)

@@ -15,7 +15,6 @@ there. When ``pretrained`` is asked for and no weights can be found, a
 
 from __future__ import annotations
 
-import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from lossensemble.errors import UserError
+from lossensemble.registry import Registry
 
 __all__ = [
     "Backbone",
@@ -60,14 +60,15 @@ class BackboneSpec:
     description: str
 
 
-BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", key="model.backbone")
+"""Registry of backbone factories by name (filled by :func:`register_backbone`)."""
 
 
 def register_backbone(name: str, description: str = ""):
     """Decorator adding a ``factory(pretrained, weights) -> Backbone`` to the registry."""
 
     def wrap(factory: Callable[[bool, str | None], Backbone]):
-        BACKBONES[name] = BackboneSpec(factory, description)
+        BACKBONES.register(name, BackboneSpec(factory, description))
         return factory
 
     return wrap
@@ -240,10 +241,5 @@ def build_backbone(name: str, pretrained: bool = False, weights: str | None = No
     if name.startswith("timm:"):
         return _timm_backbone(name[5:], pretrained, weights)
     if name not in BACKBONES:
-        close = difflib.get_close_matches(name, BACKBONES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(
-            f"model.backbone: unknown backbone {name!r}{hint} (available: {', '.join(available_backbones())}, "
-            f"or timm:<name>)"
-        )
+        raise UserError(BACKBONES.unknown_message(name) + " (or timm:<name>)")
     return BACKBONES[name].factory(pretrained, weights)

@@ -1,6 +1,6 @@
 """The ensemble model: one shared backbone feeding one linear embedding head per loss.
 
-Written here because no library provides it (DESIGN.md §1). A model with a single
+Written here because no library provides it (docs/method.md, "The model"). A model with a single
 head is exactly the single-loss baseline: nothing is special-cased.
 
 For retrieval every head's output is L2-normalised, and the ensemble embedding is
@@ -10,15 +10,17 @@ distance is the weight-averaged sum of the heads' squared distances.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import nullcontext
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lossensemble.models.backbones import Backbone, build_backbone, freeze_batchnorm
 
-__all__ = ["EnsembleModel", "ensemble_embedding", "build_model"]
+__all__ = ["EnsembleModel", "ensemble_embedding", "independent_embedding", "build_model"]
 
 
 def ensemble_embedding(heads: Sequence[torch.Tensor], weights: torch.Tensor | Sequence[float]) -> torch.Tensor:
@@ -27,6 +29,23 @@ def ensemble_embedding(heads: Sequence[torch.Tensor], weights: torch.Tensor | Se
     if len(w) != len(heads):
         raise ValueError(f"{len(heads)} heads but {len(w)} weights")
     return torch.cat([F.normalize(h, dim=1) * w[i].sqrt() for i, h in enumerate(heads)], dim=1)
+
+
+def independent_embedding(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate separately trained embeddings: each row L2-normalised, each part scaled by sqrt(1/m).
+
+    Its squared Euclidean distance is the average of the parts' squared distances,
+    exactly like the ensemble embedding with equal weights.
+    """
+    if not parts:
+        raise ValueError("independent_embedding needs at least one part")
+    scale = np.sqrt(1.0 / len(parts))
+    out = []
+    for p in parts:
+        p = np.asarray(p, dtype=np.float32)
+        norms = np.linalg.norm(p, axis=1, keepdims=True)
+        out.append(p / np.maximum(norms, 1e-12) * scale)
+    return np.concatenate(out, axis=1).astype(np.float32)
 
 
 class EnsembleModel(nn.Module):
@@ -46,8 +65,6 @@ class EnsembleModel(nn.Module):
         freeze_bn: bool = False,
     ) -> None:
         super().__init__()
-        if not head_names:
-            raise ValueError("an ensemble needs at least one head")
         self.backbone = backbone
         self.head_names = list(head_names)
         self.embedding_dim = embedding_dim
@@ -82,18 +99,61 @@ class EnsembleModel(nn.Module):
         heads = self.forward_heads(feats)
         return (feats, heads) if return_features else heads
 
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor, weights: torch.Tensor | Sequence[float]) -> dict[str, torch.Tensor]:
-        """All retrieval embeddings of a batch: each head, ``ensemble`` and ``compressed``."""
-        feats = self.forward_features(x)
-        heads = self.forward_heads(feats)
-        out = {f"heads.{n}": F.normalize(h, dim=1) for n, h in zip(self.head_names, heads)}
-        ens = ensemble_embedding(heads, weights)
-        out["ensemble"] = ens
-        if self.compressor is not None:
+    def set_compressor(self, compressor: nn.Module | None, variant: str | None = None) -> None:
+        """Attach (or with ``None`` remove) the compressor; ``variant`` says what it reads."""
+        from lossensemble.models.compressor import compressor_input
+
+        self.compressor = compressor
+        self.compressor_input = compressor_input(variant) if compressor is not None else "ensemble"
+
+    def compressor_in_dim(self, variant: str) -> int:
+        """The input width a compressor of ``variant`` needs on this model."""
+        from lossensemble.models.compressor import compressor_input
+
+        if compressor_input(variant) == "features":
+            return int(self.backbone.feature_dim)
+        return int(self.embedding_dim * len(self.head_names))
+
+    def embeddings_from_features(self, feats: torch.Tensor, weights: torch.Tensor | Sequence[float],
+                                 names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Retrieval embeddings computed from backbone features: each head, ``ensemble``, ``compressed``.
+
+        ``names`` limits the output to those embeddings (and the work to what they need).
+        """
+        def wanted(name: str) -> bool:
+            return names is None or name in names
+
+        compress = self.compressor is not None and wanted("compressed")
+        ens_needed = wanted("ensemble") or (compress and self.compressor_input == "ensemble")
+        head_needed = ens_needed or any(wanted(f"heads.{n}") for n in self.head_names)
+        heads = self.forward_heads(feats) if head_needed and self.head_names else []
+        out: dict[str, torch.Tensor] = {}
+        for n, h in zip(self.head_names, heads):
+            if wanted(f"heads.{n}"):
+                out[f"heads.{n}"] = F.normalize(h, dim=1)
+        ens = ensemble_embedding(heads, weights) if ens_needed and heads else None
+        if ens is not None and wanted("ensemble"):
+            out["ensemble"] = ens
+        if compress:
             src = feats if self.compressor_input == "features" else ens
             out["compressed"] = F.normalize(self.compressor(src), dim=1)
         return out
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, weights: torch.Tensor | Sequence[float],
+              names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """All retrieval embeddings of a batch (or those in ``names``): heads, ``ensemble``, ``compressed``."""
+        return self.embeddings_from_features(self.forward_features(x), weights, names)
+
+    def embed_fn(self, weights: torch.Tensor | Sequence[float], amp: bool = False,
+                 names: Sequence[str] | None = None) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+        """``images -> {name: embedding}`` for evaluation and extraction (bf16 autocast on CUDA with ``amp``)."""
+
+        def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+                return self.embed(images, weights, names)
+
+        return fn
 
 
 def build_model(model_cfg, head_names: Sequence[str]) -> EnsembleModel:

@@ -1,7 +1,8 @@
 """The report of a comparison: results tables, plots and report.html from a finished :class:`Comparison`.
 
 Reads what the runs wrote (metrics.json, history.csv, summary.json) and their cached
-test embeddings (for query timing, the 2-D maps and the retrieval grid). Writes into
+test embeddings (for query timing, the 2-D maps and the retrieval grid; written by
+:func:`~lossensemble.experiments.comparison.run_comparison`): it runs no model. Writes into
 the comparison's output folder::
 
     results.json  results.csv  results.md  comparison.json  report.html
@@ -33,8 +34,11 @@ from lossensemble.reporting.results import (
     write_text,
 )
 from lossensemble.reporting.tables import _title
-from lossensemble.training.experiments import Comparison, MethodResult, TestEmbeddings, run_test_embeddings
-from lossensemble.training.run import read_history, write_json
+from lossensemble.data import build_split
+from lossensemble.experiments.comparison import Comparison, MethodResult
+from lossensemble.experiments.embeddings import TestEmbeddings, cached_test_embeddings
+from lossensemble.io import read_json, write_json
+from lossensemble.training.run import read_history
 
 __all__ = ["ComparisonReport", "report_comparison"]
 
@@ -77,7 +81,7 @@ def _selection(comp: Comparison, group: tuple[str, ...]) -> Selection | None:
 
 
 def _embedding(result: MethodResult, progress: bool) -> tuple[np.ndarray, TestEmbeddings]:
-    cached = run_test_embeddings(result.path, result.checkpoint, progress)
+    cached = cached_test_embeddings(result.path, result.checkpoint)
     return cached.embeddings[result.embedding], cached
 
 
@@ -143,7 +147,6 @@ def _retrieval_grid(comp: Comparison, names: list[str], path: Path, progress: bo
                     k: int = 5) -> Path:
     """The retrieval grid of the first-seed embeddings of ``names`` on the same seeded random queries."""
     from lossensemble.reporting.plots import plot_retrieval_grid
-    from lossensemble.training.experiments import test_split
 
     loaded = {n: _embedding(comp.first(n), progress) for n in names}
     cached = next(iter(loaded.values()))[1]
@@ -151,7 +154,7 @@ def _retrieval_grid(comp: Comparison, names: list[str], path: Path, progress: bo
     rng = np.random.default_rng(comp.cfg.seed)
     queries = np.sort(rng.choice(query_rows, size=min(num_queries, len(query_rows)), replace=False))
     panels = {n: _neighbours(c, e, queries, k, comp.cfg.eval.distance) for n, (e, c) in loaded.items()}
-    images = test_split(comp.cfg, transform=None)
+    images = build_split(comp.cfg.data, "test", transform=None)
     return plot_retrieval_grid(panels, cached.kept[queries], images.get_image, path)
 
 
@@ -302,8 +305,6 @@ def _write_html(comp: Comparison, rows: list[dict[str, Any]], notes: list[str], 
     first = next((r for res in comp.results.values() for r in res), None)
     device = None
     if first is not None and (first.path / "summary.json").is_file():
-        from lossensemble.training.run import read_json
-
         device = read_json(first.path / "summary.json").get("device")
     subtitle = (f"lossensemble compare on {comp.cfg.data.name}, seeds {', '.join(map(str, comp.seeds))}, "
                 f"written {time.strftime('%Y-%m-%d %H:%M')}" + (f". Command: {command}" if command else ""))

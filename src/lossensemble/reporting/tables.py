@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from lossensemble.evaluation.metrics import metric_title
+
 __all__ = ["METRIC_ORDER", "metric_columns", "format_table", "markdown_table"]
 
 METRIC_ORDER = ["recall@1", "recall@2", "recall@4", "recall@8", "nmi", "knn_acc", "map@r", "r_precision"]
-_TITLES = {"knn_acc": "kNN acc", "map@r": "MAP@R", "r_precision": "R-prec", "nmi": "NMI"}
 
 
 def metric_columns(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
@@ -22,7 +23,7 @@ def metric_columns(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
 
 
 def _title(metric: str) -> str:
-    return _TITLES.get(metric, metric.replace("recall@", "R@"))
+    return metric_title(metric)
 
 
 def _cell(value) -> str:

@@ -10,8 +10,6 @@ flushed, fsync'ed and renamed over the target: a checkpoint is never half-writte
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from lossensemble.errors import UserError
+from lossensemble.io import atomic_write_bytes
 
 __all__ = [
-    "atomic_write_bytes",
-    "atomic_write_text",
     "save_checkpoint",
     "load_checkpoint",
     "flatten_optimizer_state",
@@ -31,37 +28,6 @@ __all__ = [
 ]
 
 _META_KEY = "lossensemble_state"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +10,20 @@ from torch import nn
 
 from lossensemble.config import Config, load_config
 from lossensemble.errors import UserError
-from lossensemble.models import EnsembleModel
+from lossensemble.models import EnsembleModel, attach_compressor, build_components
+from lossensemble.runtime import resolve_device
 from lossensemble.training.checkpoint import load_checkpoint, load_modules
 from lossensemble.training.run import RunPaths
-from lossensemble.training.trainer import build_components, resolve_device
 
-__all__ = ["LoadedRun", "load_run", "attach_compressor"]
+__all__ = ["LoadedRun", "load_run", "COMPRESSED_CHECKPOINT", "compressed_checkpoint_path"]
+
+#: File name of the post-hoc compressed checkpoint inside ``RUN/checkpoints``.
+COMPRESSED_CHECKPOINT = "compressed.safetensors"
+
+
+def compressed_checkpoint_path(run_dir: str | Path) -> Path:
+    """Where ``lossensemble compress`` writes the compressed checkpoint of ``run_dir``."""
+    return RunPaths(Path(run_dir)).checkpoints / COMPRESSED_CHECKPOINT
 
 
 @dataclass
@@ -35,23 +42,10 @@ class LoadedRun:
     def weights(self) -> torch.Tensor:
         return self.weighting.weights().detach()
 
-    def embed_fn(self):
-        weights = self.weights.to(self.device)
+    def embed_fn(self, names=None):
+        """``images -> {name: embedding}`` of the loaded model (see :meth:`EnsembleModel.embed_fn`)."""
         amp = self.cfg.train.amp and self.device.type == "cuda"
-
-        def fn(images: torch.Tensor) -> dict[str, torch.Tensor]:
-            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
-                return self.model.embed(images, weights)
-
-        return fn
-
-
-def attach_compressor(model: EnsembleModel, meta: dict) -> None:
-    """Give ``model`` the compressor described by checkpoint metadata (weights loaded later)."""
-    from lossensemble.compression import build_compressor
-
-    model.compressor = build_compressor(meta["variant"], meta["in_dim"], meta["dim"], hidden=meta.get("hidden"))
-    model.compressor_input = "features" if meta["variant"] == "direct" else "ensemble"
+        return self.model.embed_fn(self.weights.to(self.device), amp=amp, names=names)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> LoadedRun:
@@ -66,7 +60,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     if not paths.config.is_file():
         raise UserError(f"{paths.root} is not a run folder (no config.yaml)")
     cfg = load_config(paths.config)
-    named = {"last": paths.last, "best": paths.best, "compressed": paths.checkpoints / "compressed.safetensors"}
+    named = {"last": paths.last, "best": paths.best, "compressed": compressed_checkpoint_path(paths.root)}
     ckpt = named.get(checkpoint, Path(checkpoint))
     tensors, state = load_checkpoint(ckpt)
     if "num_classes" not in state:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lossensemble.errors import UserError
-from lossensemble.training.checkpoint import atomic_write_text
+from lossensemble.io import atomic_write_text, read_json, write_json
 
 __all__ = ["RunPaths", "check_writable", "write_history", "read_history", "write_json", "read_json"]
 
@@ -127,16 +126,3 @@ def read_history(path: Path) -> list[dict[str, Any]]:
                     out[k] = v
             rows.append(out)
     return rows
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None

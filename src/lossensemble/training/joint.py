@@ -1,6 +1,6 @@
 """Training the compressor jointly with the ensemble, as the paper does.
 
-Written here because it is the method's own training scheme (DESIGN.md §1). The
+Written here because it is the method's own training scheme (docs/method.md, "Compression"). The
 compressor has its own Adam optimiser (learning rate ``train.lr.compressor``) and
 learns only from *detached* inputs, so it can never change the backbone, the heads
 or the loss weights: the ensemble trains exactly as it would without it.
@@ -14,27 +14,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossensemble.compression.modules import build_compressor, compressor_input
-from lossensemble.compression.objectives import distance_matching_loss
+from lossensemble.losses.distance_matching import distance_matching_loss
+from lossensemble.models.compressor import build_compressor, compressor_input, compressor_meta
 from lossensemble.models.ensemble import EnsembleModel, ensemble_embedding
 from lossensemble.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
 
-__all__ = ["CompressorTrainer", "JointCompression", "compressor_meta"]
+__all__ = ["CompressorTrainer", "JointCompression"]
 
 _OPTIM_PREFIX = "compression.optim."
-
-
-def compressor_meta(variant: str, in_dim: int, dim: int, hidden: int | None, objective: str) -> dict:
-    """The JSON description of a compressor stored in checkpoints and exported models."""
-    return {"variant": variant, "in_dim": int(in_dim), "dim": int(dim),
-            "hidden": None if hidden is None else int(hidden), "objective": objective}
 
 
 class CompressorTrainer:
     """One compressor + its optimiser + its objective: ``step(features, heads, weights)`` trains it once.
 
     Shared by joint training (:class:`JointCompression`) and post-hoc compression
-    (:func:`lossensemble.compression.posthoc.compress_run`). The student is the
+    (:func:`lossensemble.compression.compress_run`). The student is the
     L2-normalised compressor output, exactly the vector used at test time.
     """
 
@@ -91,11 +85,9 @@ class JointCompression:
         self.variant = c.variant
         self.dim = int(c.dim or d)
         self.hidden = 2 * d if c.variant == "mlp" else None
-        in_dim = model.backbone.feature_dim if c.variant == "direct" else d * len(model.head_names)
-        self.in_dim = int(in_dim)
+        self.in_dim = model.compressor_in_dim(c.variant)
         compressor = build_compressor(c.variant, self.in_dim, self.dim, hidden=self.hidden).to(device)
-        model.compressor = compressor
-        model.compressor_input = compressor_input(c.variant)
+        model.set_compressor(compressor, c.variant)
         self.trainer = CompressorTrainer(compressor, c.variant, c.objective, cfg.train.lr.compressor)
 
     def step(self, features: torch.Tensor, heads: Sequence[torch.Tensor], weights: torch.Tensor) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """The compressor networks: what maps the ensemble (or the backbone features) to one compact vector.
 
-Written here because this is the method's own component (DESIGN.md §1,
-"Distance-based compression"); PyTorch provides the layers.
+Written here because this is the method's own component (docs/method.md,
+"Compression"); PyTorch provides the layers.
 
 * ``mlp`` (the paper's ``_C`` variant): ``Linear(m*d -> hidden), tanh, Linear(hidden -> dim)``
   on the ensemble embedding ``[sqrt(w_1) e_1, ..., sqrt(w_m) e_m]``. The authors use
@@ -19,7 +19,7 @@ from torch import nn
 
 from lossensemble.errors import UserError
 
-__all__ = ["VARIANTS", "build_compressor", "compressor_input"]
+__all__ = ["VARIANTS", "build_compressor", "compressor_input", "compressor_meta", "compressor_from_meta"]
 
 #: Compressor variants and the input each one reads ("ensemble" or "features").
 VARIANTS: dict[str, str] = {"mlp": "ensemble", "direct": "features"}
@@ -56,3 +56,14 @@ def build_compressor(variant: str, in_dim: int, dim: int, hidden: int | None = N
     if width < 1:
         raise UserError(f"compressor hidden width must be >= 1, got {hidden}")
     return nn.Sequential(nn.Linear(int(in_dim), width), nn.Tanh(), nn.Linear(width, int(dim)))
+
+
+def compressor_meta(variant: str, in_dim: int, dim: int, hidden: int | None, objective: str) -> dict:
+    """The JSON description of a compressor stored in checkpoints and exported models."""
+    return {"variant": variant, "in_dim": int(in_dim), "dim": int(dim),
+            "hidden": None if hidden is None else int(hidden), "objective": objective}
+
+
+def compressor_from_meta(meta: dict) -> nn.Module:
+    """A fresh compressor as described by :func:`compressor_meta` (weights loaded by the caller)."""
+    return build_compressor(meta["variant"], meta["in_dim"], meta["dim"], hidden=meta.get("hidden"))

@@ -27,6 +27,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from lossensemble.errors import UserError
+from lossensemble.inference.model import CONFIG_FILE, MODEL_FILE, load_model
+from lossensemble.inference.model import model_dir as model_dir_of
+from lossensemble.io import atomic_write_bytes, atomic_write_text, read_json
 
 __all__ = ["IMAGE_EXTENSIONS", "INDEX_FORMAT", "list_images", "build_index", "ImageIndex"]
 
@@ -62,15 +65,10 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _write_paths(path: Path, paths: Sequence[str]) -> None:
-    from lossensemble.training.checkpoint import atomic_write_text
-
     atomic_write_text(path, "".join(f"{p}\n" for p in paths))
 
 
 def _copy_model(model_dir: Path, dest: Path) -> None:
-    from lossensemble.compression.export import CONFIG_FILE, MODEL_FILE
-    from lossensemble.training.checkpoint import atomic_write_bytes
-
     for name in (MODEL_FILE, CONFIG_FILE):  # model.json last: its presence means a complete copy
         atomic_write_bytes(dest / name, (model_dir / name).read_bytes())
 
@@ -88,10 +86,8 @@ def build_index(
     import faiss
 
     from lossensemble import __version__
-    from lossensemble.compression.export import _model_dir, load_model
-    from lossensemble.training.checkpoint import atomic_write_bytes, atomic_write_text
 
-    src = _model_dir(model_dir)
+    src = model_dir_of(model_dir)
     model = load_model(src, device=device)
     inputs = [images] if isinstance(images, (str, Path)) else list(images)
     files = list_images(inputs)
@@ -136,9 +132,6 @@ class ImageIndex:
 
     def __init__(self, index_dir: str | Path, device: str = "cpu") -> None:
         import faiss
-
-        from lossensemble.compression.export import load_model
-        from lossensemble.training.run import read_json
 
         root = Path(index_dir)
         meta_path = root / "index.json"

@@ -1,0 +1,81 @@
+"""Evaluating a model on a dataset: embed it, then score every named embedding.
+
+The functions take arrays, datasets and explicit settings (no run config), so the
+trainer, post-hoc compression, the CLI and users' own code share them.
+:func:`evaluate_model_sharded` splits the embedding work across the processes of a
+``torchrun`` launch; rank 0 scores and every rank receives the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from lossensemble import distributed
+from lossensemble.evaluation.extract import evaluation_indices, extract_embeddings
+from lossensemble.evaluation.metrics import compute_metrics
+
+__all__ = ["query_gallery_masks", "score_embeddings", "evaluate_model", "evaluate_model_sharded"]
+
+EmbedFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def query_gallery_masks(dataset: Any, kept: np.ndarray) -> dict[str, np.ndarray]:
+    """``is_query``/``is_gallery`` of the kept items when ``dataset`` has them (In-Shop), else ``{}``."""
+    is_query = getattr(dataset, "is_query", None)
+    is_gallery = getattr(dataset, "is_gallery", None)
+    if is_query is None or is_gallery is None:
+        return {}
+    return {"is_query": np.asarray(is_query)[kept], "is_gallery": np.asarray(is_gallery)[kept]}
+
+
+def score_embeddings(embeddings: dict[str, np.ndarray], labels: np.ndarray, *, k: Sequence[int] = (1, 2, 4, 8),
+                     distance: str = "cosine", nmi: bool = True, is_query: np.ndarray | None = None,
+                     is_gallery: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """The metrics of every named embedding (rows aligned with ``labels``)."""
+    masks = {} if is_query is None or is_gallery is None else {"is_query": is_query, "is_gallery": is_gallery}
+    return {name: compute_metrics(emb, labels, k=tuple(k), distance=distance, nmi=nmi, **masks)
+            for name, emb in embeddings.items()}
+
+
+def evaluate_model(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
+                   nmi: bool = True, batch_size: int = 256, num_workers: int = 0,
+                   device: torch.device | str = "cpu", max_items: int | None = None, seed: int = 0,
+                   progress: bool = False) -> dict[str, dict[str, float]]:
+    """Embed ``dataset`` with ``embed_fn`` and compute the metrics of every embedding it returns."""
+    embeddings, labels, kept = extract_embeddings(
+        embed_fn, dataset, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress,
+        max_items=max_items, seed=seed,
+    )
+    return score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
+                            **query_gallery_masks(dataset, kept))
+
+
+def evaluate_model_sharded(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
+                           nmi: bool = True, batch_size: int = 256, num_workers: int = 0,
+                           device: torch.device | str = "cpu", max_items: int | None = None, seed: int = 0,
+                           progress: bool = False) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_model` with the embedding split across ranks; every rank gets rank 0's metrics."""
+    indices = evaluation_indices(len(dataset), max_items, seed)
+    mine = indices[distributed.rank():: distributed.world_size()]
+    shard = extract_embeddings(embed_fn, dataset, batch_size=batch_size, num_workers=num_workers, device=device,
+                               progress=progress, indices=mine)
+    shards = distributed.gather_object_to_main(shard)
+    results = None
+    if shards is not None:
+        embeddings, labels, kept = _merge_shards(shards)
+        results = score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
+                                   **query_gallery_masks(dataset, kept))
+    return distributed.broadcast_object(results)
+
+
+def _merge_shards(shards: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]):
+    """Concatenate per-rank ``(embeddings, labels, kept)`` back into dataset order."""
+    kept = np.concatenate([k for _, _, k in shards])
+    order = np.argsort(kept, kind="stable")
+    labels = np.concatenate([lab for _, lab, _ in shards])[order]
+    names = next((list(e) for e, _, _ in shards if e), [])
+    embeddings = {n: np.concatenate([e[n] for e, _, _ in shards if n in e])[order] for n in names}
+    return embeddings, labels, kept[order]

@@ -1,0 +1,43 @@
+"""Experiments: several runs side by side (``compare``, ``demo``), reusing finished runs.
+
+* :mod:`~lossensemble.experiments.runs`: train-or-reuse one run folder.
+* :mod:`~lossensemble.experiments.methods` / :mod:`~lossensemble.experiments.catalogue`: the methods a
+  comparison can hold.
+* :mod:`~lossensemble.experiments.selection`: the one rule for the best single loss.
+* :mod:`~lossensemble.experiments.embeddings`: cached test embeddings of a run.
+* :mod:`~lossensemble.experiments.derived`: independent ensemble, distillation, compression of runs.
+* :mod:`~lossensemble.experiments.comparison`: running a comparison.
+* :mod:`~lossensemble.experiments.demo`: the demo, a small comparison.
+
+Submodules are imported on first use, so the CLI's ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Comparison": "comparison",
+    "MethodResult": "comparison",
+    "run_comparison": "comparison",
+    "DEFAULT_METHODS": "methods",
+    "METHOD_CHOICES": "methods",
+    "Method": "catalogue",
+    "comparison_methods": "catalogue",
+    "RunResult": "runs",
+    "run_or_reuse": "runs",
+    "single_loss_config": "runs",
+    "with_changes": "runs",
+    "Selection": "selection",
+    "best_single": "selection",
+    "select_best": "selection",
+    "run_demo": "demo",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"lossensemble.experiments.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'lossensemble.experiments' has no attribute {name!r}")

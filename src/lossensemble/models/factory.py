@@ -1,0 +1,54 @@
+"""The component factory: model, losses and weighting of a config, built and checked in one place.
+
+Train, evaluate, compress, export and the experiments all build their components
+here, so a config means the same model everywhere. :func:`check_components` checks
+every name and option a config gives (losses, weighting scheme, backbone,
+compressor) against the registries before any data is loaded.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lossensemble.config import Config
+from lossensemble.errors import UserError
+from lossensemble.losses import build_loss, build_weighting, validate_losses
+from lossensemble.losses.distance_matching import OBJECTIVES
+from lossensemble.models.backbones import BACKBONES
+from lossensemble.models.compressor import VARIANTS, compressor_from_meta
+from lossensemble.models.ensemble import EnsembleModel, build_model
+
+__all__ = ["build_components", "check_components", "attach_compressor"]
+
+
+def check_components(cfg: Config) -> None:
+    """Check the registry names and options of ``cfg`` (fast: builds nothing large); raises :class:`UserError`."""
+    validate_losses(cfg.losses, cfg.model.embedding_dim)
+    build_weighting(cfg.weighting, [loss.name for loss in cfg.losses])
+    name = cfg.model.backbone
+    if not name.startswith("timm:") and name not in BACKBONES:
+        raise UserError(BACKBONES.unknown_message(name) + " (or timm:<name>)")
+    if cfg.compression.variant not in VARIANTS:
+        raise UserError(f"compression.variant: must be one of {', '.join(VARIANTS)}, got {cfg.compression.variant!r}")
+    if cfg.compression.objective not in OBJECTIVES:
+        raise UserError(f"compression.objective: must be one of {', '.join(OBJECTIVES)}, "
+                        f"got {cfg.compression.objective!r}")
+
+
+def build_components(cfg: Config, num_classes: int) -> tuple[EnsembleModel, nn.ModuleList, nn.Module]:
+    """The model, the losses (one per head, for ``num_classes`` training classes) and the weighting of ``cfg``."""
+    names = [loss.name for loss in cfg.losses]
+    losses = nn.ModuleList(
+        [build_loss(loss.name, num_classes=num_classes, embedding_dim=cfg.model.embedding_dim, **loss.options)
+         for loss in cfg.losses]
+    )
+    model = build_model(cfg.model, names)
+    weighting = build_weighting(cfg.weighting, names)
+    return model, losses, weighting
+
+
+def attach_compressor(model: EnsembleModel, meta: dict) -> nn.Module:
+    """Give ``model`` the compressor described by checkpoint metadata (weights are loaded later); returns it."""
+    compressor = compressor_from_meta(meta)
+    model.set_compressor(compressor, meta["variant"])
+    return compressor
