@@ -18,8 +18,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lossensemble"
 #: (or stay inside its own folder). Same-layer folders are independent of each other.
 LAYERS = {
     "errors": 0,
-    "io": 1, "registry": 1, "distributed": 1, "config": 1,
-    "runtime": 2,
+    "io": 1, "registry": 1, "distributed": 1,
+    "config": 2, "runtime": 2,
     "data": 3, "losses": 3,
     "models": 4,
     "evaluation": 5,

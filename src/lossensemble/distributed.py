@@ -43,6 +43,7 @@ from lossensemble.errors import UserError
 __all__ = [
     "DistContext",
     "setup_from_env",
+    "current_context",
     "teardown",
     "is_distributed",
     "is_main_process",
@@ -132,6 +133,20 @@ def setup_from_env(device: torch.device) -> DistContext:
         kwargs["device_id"] = dev
     dist.init_process_group(**kwargs)
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dev)
+
+
+def current_context(device: torch.device) -> DistContext:
+    """The process group this process already joined (initialises nothing), or a single-process context.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the group must have been joined first, by
+    :func:`setup_from_env` (the CLI does it through ``lossensemble.runtime.prepare_process``).
+    """
+    if is_distributed():
+        return setup_from_env(device)  # reuses the joined group
+    if _env_int("WORLD_SIZE", 1) > 1:
+        raise UserError("launched with WORLD_SIZE > 1 but no process group is joined: call "
+                        "lossensemble.runtime.prepare_process(cfg) (or distributed.setup_from_env) first")
+    return DistContext(device=device)
 
 
 def teardown() -> None:

@@ -24,7 +24,7 @@ def _renders() -> list:
 
 def test_pool_has_enough_distinct_characters(pool):
     chars = [g.char for g in pool]
-    assert 1200 <= len(chars) <= 2200  # DESIGN.md §3: about 1,580 after look-alike removal
+    assert 1200 <= len(chars) <= 2200  # about 1,580 expected after look-alike removal
     assert len(set(chars)) == len(chars)
     assert all(len(g.faces) >= glyph_module.MIN_FACES for g in pool)
     # look-alikes across scripts are one class: Latin A kept, Greek Alpha / Cyrillic A dropped

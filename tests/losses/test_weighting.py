@@ -1,4 +1,4 @@
-"""Loss weighting schemes and running-mean scale normalisation (DESIGN.md §1)."""
+"""Loss weighting schemes and running-mean scale normalisation."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_learned_weights_stay_above_floor_and_sum_near_one_under_training() -> N
     weights = w.weights()
     assert (weights >= w.floor).all()
     assert weights.sum().item() == pytest.approx(1.0, abs=0.01)
-    # without scale normalisation the weights drift to the numerically smallest loss (DESIGN.md)
+    # without scale normalisation the weights drift to the numerically smallest loss
     # (order of the weights = reverse order of the losses 0.07 < 1.0 < 2.5 < 3.0)
     assert weights[1] > weights[2] > weights[0] > weights[3]
     assert weights[1] > 0.27

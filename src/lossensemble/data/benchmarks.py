@@ -1,7 +1,7 @@
 """Loaders for the standard deep-metric-learning benchmarks, each reading its official layout.
 
 Every loader turns the dataset's own index files into a :class:`Catalog` with the
-standard class split of DESIGN.md §2; images are only opened when items are read.
+standard class split (docs/method.md, "Evaluation"); images are only opened when items are read.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""From a dataset's full catalogue to one split under the zero-shot protocol (DESIGN.md §2).
+"""From a dataset's full catalogue to one split under the zero-shot protocol (docs/method.md, "Evaluation").
 
 Classes are split, never images. A :class:`Catalog` lists every item with its class
 and official split tag ("train" or "test"); :func:`select_split` checks the protocol
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,8 @@ class Catalog:
     ``class_order`` is the dataset's canonical order of class keys (labels follow it);
     ``class_names`` maps a key to the name shown to users (default: the key itself).
     ``is_query`` / ``is_gallery`` flag test items of query/gallery datasets.
+    ``sources`` says where each item comes from, for messages (e.g. ``line 7 ('a.png')``);
+    ``issues`` holds the counts of problems found in the data (see :meth:`DatasetSource.build`).
     """
 
     classes: np.ndarray  # str per item
@@ -41,10 +44,37 @@ class Catalog:
     class_names: dict[str, str] | None = None
     is_query: np.ndarray | None = None
     is_gallery: np.ndarray | None = None
+    sources: list[str] | None = None
+    issues: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.classes = np.asarray(self.classes, dtype=str)
         self.tags = np.asarray(self.tags, dtype=str)
+
+    def describe(self, index: int) -> str:
+        """Where item ``index`` comes from, for messages (its source, else its path, else its number)."""
+        if self.sources is not None:
+            return self.sources[index]
+        return repr(self.paths[index]) if self.paths is not None else f"item {index}"
+
+    def class_name(self, key: str) -> str:
+        """The name shown to users for the class key ``key``."""
+        return self.class_names.get(key, key) if self.class_names else key
+
+    def take(self, indices: np.ndarray) -> "Catalog":
+        """The catalogue of the items ``indices`` (in that order), with the same classes and issues."""
+        indices = np.asarray(indices, dtype=np.int64)
+
+        def pick(values: Any) -> Any:
+            if values is None:
+                return None
+            return values[indices] if isinstance(values, np.ndarray) else [values[i] for i in indices]
+
+        return Catalog(
+            classes=self.classes[indices], tags=self.tags[indices], class_order=self.class_order,
+            paths=pick(self.paths), class_names=self.class_names, is_query=pick(self.is_query),
+            is_gallery=pick(self.is_gallery), sources=pick(self.sources), issues=dict(self.issues),
+        )
 
     @property
     def has_query_gallery(self) -> bool:
@@ -145,7 +175,7 @@ def select_split(catalog: Catalog, split: str, *, val_fraction: float, seed: int
     ordered = [c for c in catalog.class_order if c in present]
     index_of = {c: i for i, c in enumerate(ordered)}
     labels = np.fromiter((index_of[c] for c in catalog.classes[indices]), dtype=np.int64, count=len(indices))
-    names = [catalog.class_names.get(c, c) if catalog.class_names else c for c in ordered]
+    names = [catalog.class_name(c) for c in ordered]
     qg = catalog.has_query_gallery and split in ("test", "query", "gallery")
     return Selection(
         indices=indices,

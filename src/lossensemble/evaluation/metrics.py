@@ -1,6 +1,6 @@
 """Retrieval metrics on unseen classes: Recall@K, kNN accuracy, MAP@R, R-precision, NMI.
 
-Protocol (DESIGN.md section 2): every query is searched against all *other*
+Protocol (docs/method.md, "Evaluation"): every query is searched against all *other*
 items (its own entry excluded), or, in query/gallery mode (In-Shop), against
 the gallery only. Neighbours come from :mod:`lossensemble.evaluation.neighbors`
 (faiss exact search, in chunks: memory O(chunk * k), never n x n); the metrics

@@ -1,4 +1,4 @@
-"""The head-diversity regulariser of the WEDL variant (DESIGN.md §1)."""
+"""The head-diversity regulariser of the WEDL variant (docs/method.md)."""
 
 from __future__ import annotations
 

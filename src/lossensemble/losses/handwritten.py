@@ -1,4 +1,4 @@
-"""Losses of DESIGN.md §1 that pytorch-metric-learning lacks (or implements differently).
+"""Losses of the paper (docs/method.md) that pytorch-metric-learning lacks (or implements differently).
 
 All three are written here in PyTorch, vectorised over the batch (no Python loop),
 and tested against slow loop references in ``tests/losses``:
@@ -28,7 +28,7 @@ class ClassificationLoss(MetricLoss):
     *un-normalised* output, trained with ``F.cross_entropy(label_smoothing=smoothing)``
     (PyTorch's smoothing: the target is ``(1 - smoothing) * onehot + smoothing / C``).
 
-    Options: ``smoothing`` (0.15, DESIGN.md), ``bias`` (True).
+    Options: ``smoothing`` (0.15, the paper's), ``bias`` (True).
     """
 
     normalize = False
@@ -73,7 +73,7 @@ class BinomialDevianceLoss(MetricLoss):
     (for class-balanced batches this is the mean over anchors of the sum of both terms).
     A batch with no positive pair (or no negative pair) contributes 0 for that part.
 
-    Options (DESIGN.md): ``pos_scale`` 2, ``neg_scale`` 25, ``margin`` 0.5.
+    Options (the paper's values): ``pos_scale`` 2, ``neg_scale`` 25, ``margin`` 0.5.
     """
 
     normalize = True
@@ -111,7 +111,7 @@ class BinomialDevianceLoss(MetricLoss):
 
 @register_loss("proxy_nca")
 class ProxyNCALoss(MetricLoss):
-    """ProxyNCA as in DESIGN.md §1 (implemented here; pml's version has no label smoothing).
+    """ProxyNCA as the paper uses it (docs/method.md) (implemented here; pml's version has no label smoothing).
 
     One learnable proxy per class. Embeddings and proxies are L2-normalised and
     multiplied by ``scale`` (3); the logits are minus the squared Euclidean

@@ -52,7 +52,7 @@ class TripletLoss(PMLLoss):
     Euclidean distance of L2-normalised embeddings; hinge ``relu(d_ap - d_an + margin)``
     averaged over the mined triplets with non-zero loss (pml's default reducer).
 
-    Options: ``margin`` 1.0 (DESIGN.md), ``type_of_triplets`` "semihard"
+    Options: ``margin`` 1.0 (the paper's), ``type_of_triplets`` "semihard"
     (all | hard | semihard | easy), ``miner_margin`` (-1 = same as ``margin``).
     """
 
@@ -83,7 +83,7 @@ class NPairLoss(PMLLoss):
     (pml ``LpRegularizer(power=2)``) only makes sense on un-normalised embeddings,
     so ``normalize`` is False: the head is not L2-normalised for this loss.
 
-    Options: ``l2_reg`` 0.02 (DESIGN.md; 0 disables it).
+    Options: ``l2_reg`` 0.02 (the paper's; 0 disables it).
     """
 
     normalize = False

@@ -1,4 +1,4 @@
-"""How the per-loss terms of the ensemble are combined into one objective (DESIGN.md §1).
+"""How the per-loss terms of the ensemble are combined into one objective (docs/method.md).
 
 A :class:`LossWeighting` takes the vector of raw losses of one batch (one entry per
 baseline learner) and returns the scalar to back-propagate plus a dict of floats to

@@ -16,26 +16,28 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lossensemble import __version__, distributed
-from lossensemble.config import Config, config_to_dict, load_config, save_config
+from lossensemble import distributed
+from lossensemble.config import Config, load_config, save_config
 from lossensemble.data import MPerClassBatchSampler, build_split, collate_batch
 from lossensemble.errors import LossEnsembleError, UserError
 from lossensemble.evaluation import evaluate_model, evaluate_model_sharded
 from lossensemble.models import build_components, check_components
-from lossensemble.runtime import seed_everything
+from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
+from lossensemble.training.optim import build_optimizer
 from lossensemble.training.module import TrainingModule, all_reduce_mean_float
 from lossensemble.training.run import RunPaths, check_writable, write_history, write_json
+from lossensemble.training.resume import SkipFirstBatches
 from lossensemble.training.signals import StopFlag, catch_stop_signals
+from lossensemble.training.summary import run_summary, short_row
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "RunExists", "NothingToResume"]
 
@@ -65,35 +67,6 @@ class NothingToResume(UserError):
     """``resume=True`` but the folder holds no checkpoint."""
 
 
-class _SkipFirst(torch.utils.data.Sampler):
-    """A batch sampler that skips the first ``skip`` batches of another (mid-epoch resume)."""
-
-    def __init__(self, batch_sampler, skip: int) -> None:
-        self.batch_sampler = batch_sampler
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for i, batch in enumerate(self.batch_sampler):
-            if i >= self.skip:
-                yield batch
-
-    def __len__(self) -> int:
-        return max(0, len(self.batch_sampler) - self.skip)
-
-
-def _current_context(device_name: str) -> distributed.DistContext:
-    """The process group this process already joined (see :func:`lossensemble.runtime.prepare_process`)."""
-    from lossensemble.runtime import resolve_device
-
-    device = resolve_device(device_name)
-    if distributed.is_distributed():
-        return distributed.setup_from_env(device)  # reuses the joined group, initialises nothing
-    if distributed._env_int("WORLD_SIZE", 1) > 1:
-        raise UserError("launched with WORLD_SIZE > 1 but no process group is joined: call "
-                        "lossensemble.runtime.prepare_process(cfg) (or distributed.setup_from_env) first")
-    return distributed.DistContext(device=device)
-
-
 class Trainer:
     """Train an ensemble (or single-loss) model described by a :class:`Config` into a run folder.
 
@@ -117,7 +90,7 @@ class Trainer:
             raise UserError("Trainer needs a config (or resume=True with a run folder)")
         self.cfg = cfg
         self.resume = resume
-        self.dist = dist if dist is not None else _current_context(cfg.train.device)
+        self.dist = dist if dist is not None else distributed.current_context(resolve_device(cfg.train.device))
         self.progress = (cfg.train.progress if progress is None else progress) and self.dist.is_main
         self._stop = StopFlag()
         self._bad_steps = 0
@@ -168,7 +141,7 @@ class Trainer:
             self.model.to(self.device)
             self.losses.to(self.device)
             self.weighting.to(self.device)
-            self.optimizer = self._build_optimizer()
+            self.optimizer = build_optimizer(cfg.train, self.model, self.losses, self.weighting)
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.train.lr_decay)
             self.compression = None
             if cfg.compression.enabled:
@@ -212,24 +185,6 @@ class Trainer:
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=device_ids)
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        t = self.cfg.train
-        groups = [
-            {"name": "backbone", "params": [p for p in self.model.backbone.parameters() if p.requires_grad],
-             "lr": t.lr.backbone, "weight_decay": t.weight_decay},
-            {"name": "heads", "params": list(self.model.heads.parameters()), "lr": t.lr.heads,
-             "weight_decay": t.weight_decay},
-            {"name": "loss_params", "params": list(self.losses.parameters()), "lr": t.lr.loss_params,
-             "weight_decay": t.weight_decay},
-            {"name": "weights", "params": list(self.weighting.parameters()), "lr": t.lr.weights, "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
-        if t.optimizer == "adam":
-            return torch.optim.Adam(groups, eps=t.eps)
-        if t.optimizer == "adamw":
-            return torch.optim.AdamW(groups, eps=t.eps)
-        return torch.optim.SGD(groups, momentum=t.momentum)
 
     # ------------------------------------------------------------------ training
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
@@ -280,7 +235,7 @@ class Trainer:
 
     def _epoch_loader(self, epoch: int, skip: int):
         self.sampler.set_epoch(epoch)
-        batch_sampler = _SkipFirst(self.sampler, skip) if skip else self.sampler
+        batch_sampler = SkipFirstBatches(self.sampler, skip) if skip else self.sampler
         return torch.utils.data.DataLoader(
             self.train_set,
             batch_sampler=batch_sampler,
@@ -388,7 +343,7 @@ class Trainer:
             write_history(self.paths.history, self.history)
         if self.epoch % cfg.train.checkpoint_every == 0 or last:
             self._save_state(self.paths.last)
-        log.info("epoch %d/%d: %s", self.epoch, cfg.train.epochs, _short(row))
+        log.info("epoch %d/%d: %s", self.epoch, cfg.train.epochs, short_row(row))
         if self._should_stop():
             self._interrupt({}, {}, at_epoch_end=True)
 
@@ -456,45 +411,9 @@ class Trainer:
         if not self.dist.is_main:
             return test
         write_json(self.paths.metrics, test)
-        steps = max(self.global_step - self.skipped_steps, 1)
-        summary = {
-            "version": __version__,
-            "epochs": self.epoch,
-            "steps": self.global_step,
-            "skipped_steps": self.skipped_steps,
-            "skipped_images": self.skipped_images,
-            "train_seconds": round(self.train_seconds, 3),
-            "seconds_per_step": self.train_seconds / steps,
-            "best_epoch": self.best_epoch,
-            "selection": "val/ensemble/map@r" if self.val_set is not None else "test/ensemble/map@r",
-            "weights": dict(zip(self.model.head_names, self.weighting.weights().tolist())),
-            "embedding_sizes": {k: int(v) for k, v in self._embedding_sizes().items()},
-            "device": str(self.device),
-            "world_size": self.dist.world_size,
-            "global_batch_size": self.cfg.data.batch_size * self.dist.world_size,
-            # Training throughput over all ranks (unreadable images and skipped steps aside).
-            "images_per_second": round(self.cfg.data.batch_size * self.dist.world_size * steps
-                                       / max(self.train_seconds, 1e-9), 2),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "config": config_to_dict(self.cfg),
-        }
+        summary = run_summary(self)
         write_json(self.paths.summary, summary)
         if self.skipped_images:
             log.warning("%d unreadable images were skipped during training", self.skipped_images)
         log.info("finished: results in %s", self.paths.root)
         return test
-
-    def _embedding_sizes(self) -> dict[str, int]:
-        d = self.cfg.model.embedding_dim
-        sizes = {f"heads.{n}": d for n in self.model.head_names}
-        sizes["ensemble"] = d * len(self.model.head_names)
-        if self.model.compressor is not None:
-            sizes["compressed"] = self.compression.dim if self.compression is not None else d
-        return sizes
-
-
-def _short(row: dict[str, Any]) -> str:
-    keys = [k for k in row if k.startswith("loss_") or k.startswith("weight_") or k == "test/ensemble/recall@1"
-            or k == "test/ensemble/map@r"]
-    return ", ".join(f"{k}={row[k]:.4g}" for k in keys)

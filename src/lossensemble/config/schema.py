@@ -1,0 +1,217 @@
+"""The configuration's schema: a tree of dataclasses (:class:`Config` at the root) and its range checks.
+
+Names that registries define (losses, weighting schemes, backbones, compressors) are
+checked by :func:`lossensemble.models.check_components`, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lossensemble.errors import UserError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "WeightingConfig",
+    "LearningRates",
+    "TrainConfig",
+    "EvalConfig",
+    "CompressionConfig",
+    "Config",
+]
+
+
+class ConfigError(UserError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train and evaluate on, and how batches are drawn."""
+
+    name: str = "glyphs"
+    root: str | None = None
+    image_size: int = 64
+    # Dataset-specific keyword arguments passed to ``build_dataset`` (e.g. glyph counts).
+    options: dict[str, Any] = field(default_factory=dict)
+    # Fraction of the training classes held out as a validation split (0 = none).
+    val_fraction: float = 0.0
+    batch_size: int = 64
+    m_per_class: int = 4
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The shared backbone and the embedding heads (one per loss)."""
+
+    backbone: str = "small_cnn"
+    pretrained: bool = False
+    # Where pretrained weights are looked for (safetensors / torch state dict); None = default cache.
+    weights: str | None = None
+    embedding_dim: int = 64
+    freeze_bn: bool = False
+
+
+@dataclass
+class LossConfig:
+    """One baseline learner: a loss by registry name with its own options."""
+
+    name: str = "triplet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_losses() -> list[LossConfig]:
+    return [
+        LossConfig("classification"),
+        LossConfig("triplet"),
+        LossConfig("binomial"),
+        LossConfig("proxy_nca"),
+    ]
+
+
+@dataclass
+class WeightingConfig:
+    """How the per-loss terms are combined (see docs/method.md)."""
+
+    scheme: str = "uncertainty"  # a registered scheme: equal | learned | fixed | uncertainty | gradnorm | ...
+    scale: str = "none"  # none | running_mean
+    # Keyword options of the scheme (e.g. gradnorm's alpha), checked against its constructor.
+    options: dict[str, Any] = field(default_factory=dict)
+    prior: list[float] | None = None  # learned: initial weights (normalised to sum 1)
+    weights: list[float] | None = None  # fixed: the weights
+    penalty: float = 1.0e4  # learned: P in P * (sum w - 1)^2
+    diversity: float = 0.0  # lambda of the head-diversity regulariser (paper's WEDL: 0.01)
+    diversity_margin: float = 2.0
+
+
+@dataclass
+class LearningRates:
+    """Per-parameter-group learning rates (the paper's recipe: docs/method.md)."""
+
+    backbone: float = 1.0e-3
+    heads: float = 1.0e-3
+    loss_params: float = 1.0e-2
+    weights: float = 1.0e-4
+    compressor: float = 1.0e-3
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation budget and schedule."""
+
+    epochs: int = 10
+    # Steps per epoch; None = one pass over the training set's batches.
+    steps_per_epoch: int | None = None
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: LearningRates = field(default_factory=LearningRates)
+    weight_decay: float = 1.0e-4
+    eps: float = 1.0e-8
+    momentum: float = 0.9
+    lr_decay: float = 1.0  # exponential decay per epoch (paper: 0.94)
+    grad_clip: float | None = 10.0
+    amp: bool = True  # mixed precision, only on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads on CPU; None = leave as is
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation on the unseen test classes."""
+
+    k: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    distance: str = "cosine"  # cosine | euclidean
+    batch_size: int = 256
+    nmi: bool = True
+    max_items: int | None = None  # subsample the test split (for quick runs); None = all
+
+
+@dataclass
+class CompressionConfig:
+    """Distance-based compression of the ensemble embedding (docs/method.md)."""
+
+    enabled: bool = False
+    variant: str = "mlp"  # mlp (paper) | direct (compact head on backbone features); see models/compressor.py
+    dim: int | None = None  # None = one head's embedding_dim
+    objective: str = "frobenius"  # frobenius (paper) | softmax; see losses/distance_matching.py
+    epochs: int = 5  # post-hoc training epochs
+
+
+@dataclass
+class Config:
+    """A whole run: data, model, losses, weighting, training, evaluation, compression."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: list[LossConfig] = field(default_factory=_default_losses)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+    def eval_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`lossensemble.evaluation.evaluate_model` for this run."""
+        e = self.eval
+        return {"k": tuple(e.k), "distance": e.distance, "nmi": e.nmi, "batch_size": e.batch_size,
+                "num_workers": self.data.num_workers, "max_items": e.max_items, "seed": self.seed}
+
+    def validate(self) -> "Config":
+        """Check value ranges that types alone cannot express; returns self."""
+        _check(self.seed >= 0, "seed", "must be >= 0")
+        d = self.data
+        _check(d.image_size >= 8, "data.image_size", "must be >= 8")
+        _check(d.batch_size >= 2, "data.batch_size", "must be >= 2")
+        _check(d.m_per_class >= 2, "data.m_per_class", "must be >= 2 (pairs need two images of a class)")
+        _check(d.batch_size % d.m_per_class == 0, "data.batch_size",
+               f"must be a multiple of data.m_per_class ({d.m_per_class})")
+        _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
+        _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+        _check(self.model.embedding_dim >= 1, "model.embedding_dim", "must be >= 1")
+        _check(len(self.losses) >= 1, "losses", "must name at least one loss")
+        names = [loss.name for loss in self.losses]
+        _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
+        w = self.weighting
+        _check(w.scale in ("none", "running_mean"), "weighting.scale",
+               f"must be 'none' or 'running_mean'; got {w.scale!r}")
+        m = len(self.losses)
+        if w.scheme == "fixed":
+            _check(w.weights is not None and len(w.weights) == m, "weighting.weights",
+                   f"scheme 'fixed' needs one weight per loss ({m})")
+            _check(all(x >= 0 for x in w.weights or []), "weighting.weights", "must be >= 0")
+        if w.prior is not None:
+            _check(len(w.prior) == m and all(x > 0 for x in w.prior), "weighting.prior",
+                   f"needs {m} positive numbers, one per loss")
+        _check(w.penalty >= 0, "weighting.penalty", "must be >= 0")
+        _check(w.diversity >= 0, "weighting.diversity", "must be >= 0")
+        t = self.train
+        _check(t.epochs >= 1, "train.epochs", "must be >= 1")
+        _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch", "must be >= 1")
+        _check(t.optimizer in ("adam", "adamw", "sgd"), "train.optimizer",
+               f"must be adam, adamw or sgd; got {t.optimizer!r}")
+        for name in ("backbone", "heads", "loss_params", "weights", "compressor"):
+            _check(getattr(t.lr, name) >= 0, f"train.lr.{name}", "must be >= 0")
+        _check(0 < t.lr_decay <= 1, "train.lr_decay", "must be in (0, 1]")
+        _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
+        _check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
+        _check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
+        e = self.eval
+        _check(len(e.k) >= 1 and all(k >= 1 for k in e.k), "eval.k", "needs positive integers")
+        _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")
+        _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        c = self.compression
+        _check(c.dim is None or c.dim >= 1, "compression.dim", "must be >= 1")
+        return self
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")

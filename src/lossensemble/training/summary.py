@@ -1,0 +1,57 @@
+"""The summary.json of a finished run: counts, timings, selection, weights, sizes and versions."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+from lossensemble import __version__
+from lossensemble.config import config_to_dict
+
+__all__ = ["run_summary", "embedding_sizes", "short_row"]
+
+
+def run_summary(trainer) -> dict[str, Any]:
+    """What summary.json holds for ``trainer`` (a :class:`~lossensemble.training.Trainer` after ``fit``)."""
+    steps = max(trainer.global_step - trainer.skipped_steps, 1)
+    return {
+        "version": __version__,
+        "epochs": trainer.epoch,
+        "steps": trainer.global_step,
+        "skipped_steps": trainer.skipped_steps,
+        "skipped_images": trainer.skipped_images,
+        "train_seconds": round(trainer.train_seconds, 3),
+        "seconds_per_step": trainer.train_seconds / steps,
+        "best_epoch": trainer.best_epoch,
+        "selection": "val/ensemble/map@r" if trainer.val_set is not None else "test/ensemble/map@r",
+        "weights": dict(zip(trainer.model.head_names, trainer.weighting.weights().tolist())),
+        "embedding_sizes": {k: int(v) for k, v in embedding_sizes(trainer).items()},
+        "device": str(trainer.device),
+        "world_size": trainer.dist.world_size,
+        "global_batch_size": trainer.cfg.data.batch_size * trainer.dist.world_size,
+        # Training throughput over all ranks (unreadable images and skipped steps aside).
+        "images_per_second": round(trainer.cfg.data.batch_size * trainer.dist.world_size * steps
+                                   / max(trainer.train_seconds, 1e-9), 2),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": config_to_dict(trainer.cfg),
+    }
+
+
+def embedding_sizes(trainer) -> dict[str, int]:
+    """The width of every embedding the trained model yields, by name."""
+    d = trainer.cfg.model.embedding_dim
+    sizes = {f"heads.{n}": d for n in trainer.model.head_names}
+    sizes["ensemble"] = d * len(trainer.model.head_names)
+    if trainer.model.compressor is not None:
+        sizes["compressed"] = trainer.compression.dim if trainer.compression is not None else d
+    return sizes
+
+
+def short_row(row: dict[str, Any]) -> str:
+    """The losses, weights and headline test metrics of a history row, for the log."""
+    keys = [k for k in row if k.startswith("loss_") or k.startswith("weight_") or k == "test/ensemble/recall@1"
+            or k == "test/ensemble/map@r"]
+    return ", ".join(f"{k}={row[k]:.4g}" for k in keys)
