@@ -85,6 +85,7 @@ class FileDatasetSource(DatasetSource):
             is_query=sel.is_query,
             is_gallery=sel.is_gallery,
             reader=SafeImageReader(self.opts.get("max_image_pixels")),
+            data_issues=catalog.issues,
         )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from lossensemble.errors import DataError
 
+from .dedup import check_duplicates
 from .files import FileDatasetSource
 from .registry import DatasetNotFound, register_dataset
 from .splits import Catalog
@@ -26,7 +29,12 @@ IMAGE_EXTENSIONS = frozenset(
 
 
 class _UserDataSource(FileDatasetSource):
-    """A dataset with no default location: ``root`` must be given."""
+    """A dataset with no default location: ``root`` must be given.
+
+    Its catalogue is checked for duplicates (:func:`~lossensemble.data.dedup.check_duplicates`):
+    an image in both train and test, or under two labels, is an error; exact duplicates
+    are dropped, warned about and counted in the built split's ``data_issues``.
+    """
 
     user_data = True
 
@@ -43,6 +51,9 @@ class _UserDataSource(FileDatasetSource):
         if not root.exists():
             raise DatasetNotFound(f"{self.name}: not found: {root} ({self.how_to_get})")
         return root
+
+    def catalog(self) -> Catalog:
+        return check_duplicates(self.read_catalog(self.check_layout()), self.name)
 
 
 @register_dataset("folder")
@@ -68,6 +79,7 @@ class ImageFolder(_UserDataSource):
             raise DataError(f"folder: {root} has no class sub-folders (expected ROOT/<class>/<images>)")
         paths: list[str] = []
         classes: list[str] = []
+        sources: list[str] = []
         ignored = 0
         for folder in class_dirs:
             for path in sorted(folder.rglob("*")):
@@ -78,6 +90,7 @@ class ImageFolder(_UserDataSource):
                     continue
                 paths.append(str(path))
                 classes.append(folder.name)
+                sources.append(repr(path.relative_to(root).as_posix()))
         if ignored:
             log.info("folder: ignored %d files without an image extension under %s", ignored, root)
         names = [p.name for p in class_dirs]
@@ -87,6 +100,7 @@ class ImageFolder(_UserDataSource):
             tags=np.where(np.isin(np.asarray(classes, dtype=str), list(train)), "train", "test"),
             class_order=names,
             paths=paths,
+            sources=sources,
         )
 
     def _train_classes(self, names: list[str]) -> set[str]:
@@ -119,7 +133,8 @@ class CSVDataset(_UserDataSource):
 
     ``split`` is "train", or "validation" / "test" (open-metric-learning's evaluation
     split, our "test"). Relative paths are resolved against ``dataset_root`` (option)
-    or the CSV's folder. Labels are either all integers or all text.
+    or the CSV's folder. Labels are either all integers or all text. The file is UTF-8
+    text, with or without the byte-order mark spreadsheets write; errors name the lines.
     """
 
     title = "CSV (open-metric-learning style)"
@@ -133,13 +148,7 @@ class CSVDataset(_UserDataSource):
         if not root.is_file():
             raise DataError(f"csv: {root} is not a file (root must be the CSV file)")
         base = Path(self.opts["dataset_root"]).expanduser() if self.opts["dataset_root"] else root.parent
-        try:
-            with open(root, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                columns = [c.strip() for c in (reader.fieldnames or [])]
-                rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(f"csv: cannot parse {root}: {exc}") from None
+        columns, rows, lines = self._read_rows(root)
         missing = [c for c in self.required_columns if c not in columns]
         if missing:
             raise DataError(f"csv: {root} lacks column(s) {', '.join(missing)} (has: {', '.join(columns) or 'none'})")
@@ -149,47 +158,88 @@ class CSVDataset(_UserDataSource):
         if len(flags) == 1:
             raise DataError(f"csv: {root} has column {flags[0]} but not its partner; give both is_query and is_gallery")
 
-        tags = self._tags(rows, root)
-        paths = self._paths(rows, base, root)
-        classes, order = self._labels(rows, root)
-        catalog = Catalog(classes=classes, tags=tags, class_order=order, paths=paths)
+        table = _Table(root, rows, lines)
+        tags = self._tags(table)
+        paths = self._paths(table, base)
+        classes, order = self._labels(table)
+        sources = [f"line {line} ({row['path']!r})" for row, line in zip(rows, lines)]
+        catalog = Catalog(classes=classes, tags=tags, class_order=order, paths=paths, sources=sources)
         if flags:
-            catalog.is_query = self._flag(rows, "is_query", root)
-            catalog.is_gallery = self._flag(rows, "is_gallery", root)
+            catalog.is_query = self._flag(table, "is_query")
+            catalog.is_gallery = self._flag(table, "is_gallery")
         return catalog
 
     @staticmethod
-    def _bad_rows(root: Path, what: str, bad: list[tuple[int, str]]) -> DataError:
-        # Row numbers are file lines (the header is line 1).
-        shown = ", ".join(f"line {i + 2} ({v!r})" for i, v in bad[:5])
-        return DataError(f"csv: {root}: {len(bad)} rows with {what}: {shown}")
+    def _read_rows(root: Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
+        """Column names, rows (column -> stripped value) and each row's first line number in the file."""
+        data = root.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"csv: {root}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8"
+            ) from None
+        reader = csv.reader(io.StringIO(text, newline=""))
+        records: list[tuple[int, list[str]]] = []
+        try:
+            for fields in reader:
+                records.append((reader.line_num, fields))
+        except csv.Error as exc:
+            raise DataError(f"csv: {root}: line {reader.line_num}: {exc}") from None
+        header: list[str] | None = None
+        rows: list[dict[str, str]] = []
+        lines: list[int] = []
+        too_long: list[tuple[int, str]] = []
+        previous_end = 0
+        for end, fields in records:
+            first_line, previous_end = previous_end + 1, end
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            values = [f.strip() for f in fields]
+            if header is None:
+                header = values
+                repeated = sorted({c for c in header if c and header.count(c) > 1})
+                if repeated:
+                    raise DataError(f"csv: {root}: the header names column(s) {', '.join(repeated)} more than once")
+                continue
+            if len(values) > len(header) and any(values[len(header):]):
+                too_long.append((first_line, ",".join(fields)))
+            values += [""] * (len(header) - len(values))
+            rows.append(dict(zip(header, values)))
+            lines.append(first_line)
+        if too_long:
+            raise _bad_rows(root, f"more fields than the {len(header or [])} columns of the header", too_long)
+        return header or [], rows, lines
 
-    def _tags(self, rows: list[dict[str, str]], root: Path) -> np.ndarray:
+    def _tags(self, table: "_Table") -> np.ndarray:
         mapping = {"train": "train", "validation": "test", "test": "test"}
-        bad = [(i, r["split"]) for i, r in enumerate(rows) if r["split"].lower() not in mapping]
+        bad = table.bad("split", lambda v: v.lower() not in mapping)
         if bad:
-            raise self._bad_rows(root, "a split other than train/validation/test", bad)
-        return np.asarray([mapping[r["split"].lower()] for r in rows])
+            raise _bad_rows(table.root, "a split other than train/validation/test", bad)
+        return np.asarray([mapping[r["split"].lower()] for r in table.rows])
 
-    def _paths(self, rows: list[dict[str, str]], base: Path, root: Path) -> list[str]:
-        paths = [Path(r["path"]).expanduser() for r in rows]
+    def _paths(self, table: "_Table", base: Path) -> list[str]:
+        paths = [Path(r["path"]).expanduser() for r in table.rows]
         paths = [p if p.is_absolute() else base / p for p in paths]
-        bad = [(i, rows[i]["path"]) for i, p in enumerate(paths) if not rows[i]["path"] or not p.is_file()]
+        bad = [(line, r["path"]) for line, r, p in zip(table.lines, table.rows, paths) if not r["path"] or not p.is_file()]
         if bad:
-            raise self._bad_rows(root, f"a path that is not a file (relative to {base})", bad)
+            raise _bad_rows(table.root, f"a path that is not a file (relative to {base})", bad)
         return [str(p) for p in paths]
 
-    def _labels(self, rows: list[dict[str, str]], root: Path) -> tuple[np.ndarray, list[str]]:
-        labels = [r["label"] for r in rows]
-        empty = [(i, v) for i, v in enumerate(labels) if v == ""]
+    def _labels(self, table: "_Table") -> tuple[np.ndarray, list[str]]:
+        empty = table.bad("label", lambda v: v == "")
         if empty:
-            raise self._bad_rows(root, "an empty label", empty)
+            raise _bad_rows(table.root, "an empty label", empty)
+        labels = [r["label"] for r in table.rows]
         numeric = [bool(_INT.match(v)) for v in labels]
         if any(numeric) and not all(numeric):
             minority = sum(numeric) < len(numeric) / 2
-            bad = [(i, v) for i, (v, n) in enumerate(zip(labels, numeric)) if n == minority]
+            bad = table.bad("label", lambda v: bool(_INT.match(v)) == minority)
             kind = "a numeric" if minority else "a text"
-            raise self._bad_rows(root, f"{kind} label in a column of mixed types (labels must be all integers or all text)", bad)
+            raise _bad_rows(
+                table.root, f"{kind} label in a column of mixed types (labels must be all integers or all text)", bad
+            )
         if all(numeric):
             labels = [str(int(v)) for v in labels]
             order = [str(v) for v in sorted({int(v) for v in labels})]
@@ -197,9 +247,24 @@ class CSVDataset(_UserDataSource):
             order = sorted(set(labels))
         return np.asarray(labels, dtype=str), order
 
-    def _flag(self, rows: list[dict[str, str]], column: str, root: Path) -> np.ndarray:
-        values = [r[column].lower() for r in rows]
-        bad = [(i, rows[i][column]) for i, v in enumerate(values) if v not in _TRUE | _FALSE]
+    def _flag(self, table: "_Table", column: str) -> np.ndarray:
+        bad = table.bad(column, lambda v: v.lower() not in _TRUE | _FALSE)
         if bad:
-            raise self._bad_rows(root, f"a {column} value that is not true/false", bad)
-        return np.asarray([v in _TRUE for v in values])
+            raise _bad_rows(table.root, f"a {column} value that is not true/false", bad)
+        return np.asarray([r[column].lower() in _TRUE for r in table.rows])
+
+
+class _Table:
+    """The rows of a CSV file with the line each starts on, for messages."""
+
+    def __init__(self, root: Path, rows: list[dict[str, str]], lines: list[int]) -> None:
+        self.root, self.rows, self.lines = root, rows, lines
+
+    def bad(self, column: str, wrong: Callable[[str], bool]) -> list[tuple[int, str]]:
+        """(line, value) of the rows whose ``column`` value is ``wrong``."""
+        return [(line, r[column]) for line, r in zip(self.lines, self.rows) if wrong(r[column])]
+
+
+def _bad_rows(root: Path, what: str, bad: list[tuple[int, str]]) -> DataError:
+    shown = ", ".join(f"line {line} ({value!r})" for line, value in bad[:5])
+    return DataError(f"csv: {root}: {len(bad)} rows with {what}: {shown}")

@@ -91,6 +91,12 @@ class ImageDataset(Dataset):
     ``is_query`` / ``is_gallery`` (bool arrays for query/gallery datasets, else None),
     ``name``, ``split``, ``kind`` ("photo" or "glyph") and ``transform``
     (``None`` makes items PIL images, for plotting).
+
+    ``data_issues``: counts of the problems found in the data when the split was built,
+    for reports (``summary.json``); empty when the dataset is not checked. Users' own
+    datasets (``folder``, ``csv``) give ``duplicates_dropped`` (exact duplicate images
+    dropped from the whole dataset: same file or identical bytes, same class and split)
+    and ``duplicates_dropped_by_split`` (``{"train": n, "test": n}``).
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class ImageDataset(Dataset):
         paths: list[str] | None = None,
         is_query: np.ndarray | None = None,
         is_gallery: np.ndarray | None = None,
+        data_issues: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.split = split
@@ -115,6 +122,7 @@ class ImageDataset(Dataset):
         self.paths = paths
         self.is_query = None if is_query is None else np.asarray(is_query, dtype=bool)
         self.is_gallery = None if is_gallery is None else np.asarray(is_gallery, dtype=bool)
+        self.data_issues: dict[str, Any] = dict(data_issues or {})
 
     @property
     def num_classes(self) -> int:
