@@ -68,6 +68,18 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return add if obj is None else add(obj)
 
+    def class_decorator(self, name: str, base: type, attribute: str = "name") -> Callable[[T], T]:
+        """A decorator registering a subclass of ``base`` under ``name`` and setting ``cls.<attribute> = name``."""
+
+        def decorate(cls):
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"registering {self.kind} {name!r} expects a {base.__name__} subclass, got {cls!r}")
+            self.register(name, cls)
+            setattr(cls, attribute, name)
+            return cls
+
+        return decorate
+
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for tests and plug-ins that replace an entry)."""
         self._entries.pop(name, None)

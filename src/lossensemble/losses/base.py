@@ -69,15 +69,7 @@ _L = TypeVar("_L", bound=type[MetricLoss])
 
 def register_loss(name: str) -> Callable[[_L], _L]:
     """Class decorator registering a :class:`MetricLoss` subclass under ``name``."""
-
-    def decorate(cls: _L) -> _L:
-        if not (isinstance(cls, type) and issubclass(cls, MetricLoss)):
-            raise TypeError(f"register_loss('{name}') expects a MetricLoss subclass, got {cls!r}")
-        LOSSES.register(name, cls)
-        cls.name = name
-        return cls
-
-    return decorate
+    return LOSSES.class_decorator(name, MetricLoss)
 
 
 def available_losses() -> list[str]:

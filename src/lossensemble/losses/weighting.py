@@ -188,14 +188,7 @@ def register_weighting(name: str):
     given as ``weighting.prior`` etc.).
     """
 
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, LossWeighting)):
-            raise TypeError(f"register_weighting('{name}') expects a LossWeighting subclass, got {cls!r}")
-        WEIGHTINGS.register(name, cls)
-        cls.scheme = name
-        return cls
-
-    return decorate
+    return WEIGHTINGS.class_decorator(name, LossWeighting, "scheme")
 
 
 @register_weighting("equal")
