@@ -9,6 +9,7 @@ flushed, fsync'ed and renamed over the target: a checkpoint is never half-writte
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,16 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
     """Save tensors + JSON-serialisable state into one safetensors file, atomically."""
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     data = save(clean, metadata={_META_KEY: json.dumps(state)})
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        path = Path(path)
+        kept = (f"the last good checkpoint {path} is kept" if path.is_file()
+                else "no earlier checkpoint exists there")
+        raise UserError(f"no space left on device to write checkpoint {path}: it needs {len(data):,} bytes "
+                        f"({len(data) / 2**20:.1f} MiB) free in {path.parent}; {kept}") from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

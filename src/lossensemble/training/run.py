@@ -14,6 +14,7 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -22,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from lossensemble.errors import UserError
-from lossensemble.io import atomic_write_text, read_json, write_json
+from lossensemble.io import atomic_write_text, read_json, remove_stale_temp_files, write_json
 
-__all__ = ["RunPaths", "check_writable", "write_history", "read_history", "write_json", "read_json"]
+try:  # POSIX only; elsewhere the run folder is not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["RunPaths", "check_writable", "check_run_folder", "run_lock", "clean_temp_files", "merge_metrics",
+           "prepare_run_folder",
+           "write_history", "read_history", "write_json", "read_json"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,85 @@ class RunPaths:
     def log(self) -> Path:
         return self.root / "train.log"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
     def is_finished(self) -> bool:
         return self.metrics.is_file() and self.summary.is_file()
+
+    def is_run(self) -> bool:
+        """Whether the folder looks like a lossensemble run (config.yaml and checkpoints/)."""
+        return self.config.is_file() and self.checkpoints.is_dir()
+
+
+def check_run_folder(paths: RunPaths) -> None:
+    """Refuse an existing, non-empty folder that is not a lossensemble run (its files would be overwritten)."""
+    root = paths.root
+    if root.exists() and not root.is_dir():
+        raise UserError(f"output folder {root} is a file, not a folder; choose another output folder")
+    if root.is_dir() and not paths.is_run():
+        try:
+            names = sorted(p.name for p in root.iterdir())
+        except OSError as exc:
+            raise UserError(f"cannot read output folder {root}: {exc.strerror or exc}") from None
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise UserError(f"output folder {root} is not empty and is not a lossensemble run ({shown}); "
+                            f"choose an empty or new folder")
+
+
+def prepare_run_folder(paths: RunPaths, cfg: Any = None) -> None:
+    """Create the run folder (checked writable, not in use, stale temp files removed); write ``cfg`` if given."""
+    check_writable(paths.root)
+    with run_lock(paths):
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        clean_temp_files(paths)
+        if cfg is not None:
+            from lossensemble.config import save_config
+
+            save_config(cfg, paths.config)
+
+
+def clean_temp_files(paths: RunPaths) -> None:
+    """Delete temporary files left by an interrupted write in the run folder and its checkpoints."""
+    remove_stale_temp_files(paths.root)
+    remove_stale_temp_files(paths.checkpoints)
+
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths, enabled: bool = True):
+    """Hold an exclusive, non-blocking lock on ``RUN/.lock``; a second writer gets a :class:`UserError`."""
+    if not enabled or fcntl is None:
+        yield
+        return
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fh = open(paths.lock, "a+b")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"run folder {paths.root} is being written by another process "
+                            f"(wait for it to finish or choose another output folder)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def merge_metrics(paths: RunPaths, test: dict[str, Any], has_compressor: bool) -> dict[str, Any]:
+    """``test`` plus the ``compressed`` entry of an existing metrics.json written by post-hoc compression."""
+    if has_compressor or "compressed" in test or not (paths.root / "compression.json").is_file():
+        return test
+    try:
+        old = read_json(paths.metrics)
+    except UserError:
+        return test
+    if isinstance(old, dict) and "compressed" in old:
+        return {**test, "compressed": old["compressed"]}
+    return test
 
 
 def check_writable(folder: Path) -> None:

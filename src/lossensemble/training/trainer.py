@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lossensemble import distributed
-from lossensemble.config import Config, load_config, save_config
+from lossensemble.config import Config, load_config
 from lossensemble.data import MPerClassBatchSampler, build_split, collate_batch
 from lossensemble.errors import LossEnsembleError, UserError
 from lossensemble.evaluation import evaluate_model, evaluate_model_sharded
@@ -34,7 +34,8 @@ from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.module import TrainingModule, all_reduce_mean_float
-from lossensemble.training.run import RunPaths, check_writable, write_history, write_json
+from lossensemble.training.run import (RunPaths, check_run_folder, merge_metrics, prepare_run_folder, run_lock,
+                                       write_history, write_json)
 from lossensemble.training.resume import SkipFirstBatches
 from lossensemble.training.signals import StopFlag, catch_stop_signals
 from lossensemble.training.summary import run_summary, short_row
@@ -86,6 +87,7 @@ class Trainer:
             cfg = load_config(self.paths.config)
         elif self.paths.last.is_file():
             raise RunExists(f"{self.paths.root} already holds a run; resume it or choose another output folder")
+        check_run_folder(self.paths)  # a folder of other files is never overwritten
         if cfg is None:
             raise UserError("Trainer needs a config (or resume=True with a run folder)")
         self.cfg = cfg
@@ -107,11 +109,8 @@ class Trainer:
         self.skipped_images = 0
         self.skipped_steps = 0
         self._setup()
-        if self.dist.is_main:
-            check_writable(self.paths.root)
-            self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-            if not resume:
-                save_config(cfg, self.paths.config)
+        if self.dist.is_main:  # only after a successful setup: a failed one leaves no half-made folder
+            prepare_run_folder(self.paths, None if resume else cfg)
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -261,10 +260,11 @@ class Trainer:
         elif not self.dist.is_main:
             root.setLevel(logging.WARNING)  # only rank 0 logs progress
         try:
-            with catch_stop_signals(self._stop):
-                while self.epoch < self.cfg.train.epochs:
-                    self._run_epoch()
-            return self._finish()
+            with run_lock(self.paths, self.dist.is_main):  # one writer per run folder
+                with catch_stop_signals(self._stop):
+                    while self.epoch < self.cfg.train.epochs:
+                        self._run_epoch()
+                return self._finish()
         finally:
             root.removeHandler(file_handler)
             root.setLevel(level)
@@ -410,7 +410,7 @@ class Trainer:
             test = self.evaluate(self.test_set)
         if not self.dist.is_main:
             return test
-        write_json(self.paths.metrics, test)
+        write_json(self.paths.metrics, merge_metrics(self.paths, test, self.compression is not None))
         summary = run_summary(self)
         write_json(self.paths.summary, summary)
         if self.skipped_images:
