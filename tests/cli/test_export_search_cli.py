@@ -59,7 +59,7 @@ def test_compress_export_embed_index_search(run_and_images, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "broken.png" in captured.err and "skipped 1" in captured.err
     e = np.load(emb)
-    paths = (tmp_path / "E.paths.txt").read_text().splitlines()
+    paths = [json.loads(line) for line in (tmp_path / "E.paths.jsonl").read_text().splitlines()]
     assert e.shape == (40, 16) and len(paths) == 40 and paths == sorted(paths)
     assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
 
@@ -67,7 +67,7 @@ def test_compress_export_embed_index_search(run_and_images, tmp_path, capsys):
     assert main(["index", str(model), str(images), "-o", str(index)]) == 0
     capsys.readouterr()
     info = json.loads((index / "index.json").read_text())
-    assert info["count"] == 40 and info["dim"] == 16 and info["metric"] == "cosine"
+    assert info["count"] == 40 and info["dim"] == 16 and info["metric"] == "cosine" and info["type"] == "flat"
     assert (index / "model" / "model.safetensors").is_file() and (index / "index.faiss").is_file()
 
     for query in (paths[0], paths[17]):
