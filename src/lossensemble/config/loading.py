@@ -137,9 +137,69 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return safe_load_bounded(text, "override") if text != "" else ""
     except yaml.YAMLError:
         return text
+
+
+#: Most nodes a YAML document may expand to once its aliases are resolved (a config has a few hundred).
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, source: str) -> int:
+    """Nodes in ``node``'s tree with every alias expanded (memoised: shared nodes are sized once)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source}: a YAML alias refers to itself (recursive structures are not allowed)")
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        active.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values once its "
+                              f"aliases (*name) are resolved; refusing it (an alias bomb?)")
+        return total
+
+    try:
+        return size(node)
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+
+
+def safe_load_bounded(text: str, source: str) -> Any:
+    """``yaml.safe_load`` that first checks the composed node graph's expanded size (no alias bombs)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+        if node is None:
+            return None
+        _expanded_size(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    """One line: file, line, column and problem of a YAML syntax error."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    context = getattr(exc, "context", None)
+    text = f"{problem} ({context})" if context and problem != str(exc) else problem
+    return ConfigError(f"{where}: not valid YAML: {' '.join(str(text).split())}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -204,9 +264,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          f"save the config as UTF-8") from None
+    try:
+        data = safe_load_bounded(text, str(path))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+        raise _yaml_error(path, exc) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ checked by :func:`lossensemble.models.check_components`, not here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,13 @@ __all__ = [
     "CompressionConfig",
     "Config",
 ]
+
+
+#: Largest seed torch's generators accept.
+MAX_SEED = 2**63 - 1
+MAX_EMBEDDING_DIM = 65536
+MAX_IMAGE_SIZE = 4096
+MAX_BATCH_SIZE = 1_000_000
 
 
 class ConfigError(UserError):
@@ -165,16 +173,17 @@ class Config:
 
     def validate(self) -> "Config":
         """Check value ranges that types alone cannot express; returns self."""
-        _check(self.seed >= 0, "seed", "must be >= 0")
+        _check(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}] (2**63-1, what torch accepts)")
         d = self.data
-        _check(d.image_size >= 8, "data.image_size", "must be >= 8")
-        _check(d.batch_size >= 2, "data.batch_size", "must be >= 2")
+        _check(8 <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", f"must be in [8, {MAX_IMAGE_SIZE}]")
+        _check(2 <= d.batch_size <= MAX_BATCH_SIZE, "data.batch_size", f"must be in [2, {MAX_BATCH_SIZE:_}]")
         _check(d.m_per_class >= 2, "data.m_per_class", "must be >= 2 (pairs need two images of a class)")
         _check(d.batch_size % d.m_per_class == 0, "data.batch_size",
                f"must be a multiple of data.m_per_class ({d.m_per_class})")
         _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")
         _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
-        _check(self.model.embedding_dim >= 1, "model.embedding_dim", "must be >= 1")
+        _check(1 <= self.model.embedding_dim <= MAX_EMBEDDING_DIM, "model.embedding_dim",
+               f"must be in [1, {MAX_EMBEDDING_DIM}]")
         _check(len(self.losses) >= 1, "losses", "must name at least one loss")
         names = [loss.name for loss in self.losses]
         _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
@@ -197,9 +206,15 @@ class Config:
         _check(t.optimizer in ("adam", "adamw", "sgd"), "train.optimizer",
                f"must be adam, adamw or sgd; got {t.optimizer!r}")
         for name in ("backbone", "heads", "loss_params", "weights", "compressor"):
-            _check(getattr(t.lr, name) >= 0, f"train.lr.{name}", "must be >= 0")
+            lr = getattr(t.lr, name)
+            _check(math.isfinite(lr) and lr >= 0, f"train.lr.{name}", f"must be a finite number >= 0, got {lr}")
         _check(0 < t.lr_decay <= 1, "train.lr_decay", "must be in (0, 1]")
-        _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
+        _check(t.grad_clip is None or (math.isfinite(t.grad_clip) and t.grad_clip > 0), "train.grad_clip",
+               "must be a finite number > 0 or null")
+        _check(math.isfinite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay",
+               "must be a finite number >= 0")
+        _check(math.isfinite(t.eps) and t.eps > 0, "train.eps", "must be a finite number > 0")
+        _check(0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)")
         _check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
         _check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
         _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
@@ -207,6 +222,7 @@ class Config:
         _check(len(e.k) >= 1 and all(k >= 1 for k in e.k), "eval.k", "needs positive integers")
         _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")
         _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        _check(e.max_items is None or e.max_items >= 2, "eval.max_items", "must be >= 2 or null (all items)")
         c = self.compression
         _check(c.dim is None or c.dim >= 1, "compression.dim", "must be >= 1")
         return self
