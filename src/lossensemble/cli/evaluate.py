@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from lossensemble.errors import UserError
 
 
 def register(sub) -> None:
@@ -30,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from lossensemble.reporting import format_table
     from lossensemble.training import load_run
 
+    if args.json:
+        check_output_file(Path(args.json), "--json")  # before the (long) evaluation
     loaded = load_run(args.run, checkpoint=args.checkpoint)
     cfg = loaded.cfg
     d = cfg.data
@@ -43,3 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, metrics)
     return 0
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """A file path the metrics can be written to: not a folder, not under a file."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name (e.g. {path / 'metrics.json'})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+            break
