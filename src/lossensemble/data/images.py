@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .pixels import to_rgb
+
 __all__ = ["SafeImageReader", "ImageDataset", "FileImageDataset", "ArrayImageDataset"]
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ class SafeImageReader:
     are skipped: each file is warned about once and counted. The count is per process
     (DataLoader workers keep their own); :func:`collate_batch` reports the skips that a
     training loop actually sees. PIL's global settings are left untouched.
+
+    Every mode is converted to the 8-bit RGB picture it shows (:func:`~lossensemble.data.pixels.to_rgb`):
+    16- and 32-bit images are scaled by their range, transparency is composited on white.
     """
 
     def __init__(self, max_pixels: int | None = None) -> None:
@@ -60,7 +65,7 @@ class SafeImageReader:
                     raise ValueError(
                         f"{width}x{height} pixels exceeds the limit of {self.max_pixels} (decompression bomb?)"
                     )
-                return img.convert("RGB")  # decodes the whole file
+                return to_rgb(img)  # decodes the whole file
         except Exception as exc:  # any decoding failure is a skipped item, never a crash mid-epoch
             self._record(path, exc)
             return None
