@@ -172,21 +172,26 @@ class CSVDataset(_UserDataSource):
     @staticmethod
     def _read_rows(root: Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
         """Column names, rows (column -> stripped value) and each row's first line number in the file."""
-        data = root.read_bytes()
         try:
-            text = data.decode("utf-8")
+            data = root.read_bytes()
+        except OSError as exc:
+            raise DataError(f"csv: cannot read {root}: {exc.strerror or exc}") from None
+        try:
+            text = data.decode("utf-8-sig")  # spreadsheets start UTF-8 files with a byte-order mark
         except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
+            line = exc.object[: exc.start].count(b"\n") + 1  # positions count after the byte-order mark
             raise DataError(
-                f"csv: {root}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8"
+                f"csv: {root}: line {line} is not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as UTF-8"
             ) from None
-        reader = csv.reader(io.StringIO(text, newline=""))
-        records: list[tuple[int, list[str]]] = []
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        records: list[tuple[int, list[str]]] = []  # (last line of the record, fields)
         try:
             for fields in reader:
                 records.append((reader.line_num, fields))
         except csv.Error as exc:
-            raise DataError(f"csv: {root}: line {reader.line_num}: {exc}") from None
+            start = records[-1][0] + 1 if records else 1
+            hint = " (a quote that is never closed?)" if "end of data" in str(exc) else ""
+            raise DataError(f"csv: {root}: line {start}: {exc}{hint}") from None
         header: list[str] | None = None
         rows: list[dict[str, str]] = []
         lines: list[int] = []
