@@ -143,3 +143,12 @@ def test_option_errors(pool):
     with pytest.raises(DataError, match="overlap"):
         build_dataset("glyphs", "pretrain", num_pretrain_classes=len(pool) - 5, **{
             k: v for k, v in SMALL.items() if k != "num_pretrain_classes"})
+
+
+def test_public_names_importable_from_glyphs():
+    from lossensemble.data import glyph_fonts
+
+    for name in ("FontSet", "GlyphClass", "select_glyph_pool", "FULL_FACES", "ASCII_FACES", "MIN_FACES"):
+        assert getattr(glyph_module, name) is getattr(glyph_fonts, name)
+    for name in ("GlyphRenderer", "load_glyph_pool", "render_glyph_block", "Glyphs"):
+        assert name in glyph_module.__all__ and hasattr(glyph_module, name)
