@@ -11,13 +11,14 @@ import pytest
 from inference_helpers import clustered, write_images
 from lossensemble.errors import UserError
 from lossensemble.inference import INDEX_TYPES, ImageIndex, InferenceModel, build_index, list_images
-from lossensemble.inference.ann import choose_nlist, new_index, search_parameters
+from lossensemble.inference.ann import apply_search_parameters, choose_nlist, new_index, search_parameters
 
 
 def _recall_at_10(kind: str, base: np.ndarray, queries: np.ndarray, exact: np.ndarray) -> float:
     index, params = new_index(kind, base)
     index.add(base)
-    _, ids = index.search(queries, 10, params=search_parameters(kind, params, 10))
+    apply_search_parameters(index, search_parameters(kind, params, 10))
+    _, ids = index.search(queries, 10)
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)]))
 
 

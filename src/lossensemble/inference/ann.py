@@ -102,3 +102,19 @@ def search_parameters(kind: str, params: dict, k: int, *, ef_search: int | None 
         probe = int(nprobe if nprobe is not None else params.get("nprobe", default_nprobe(nlist)))
         return faiss.SearchParametersIVF(nprobe=min(probe, nlist))
     return None
+
+
+def apply_search_parameters(index, params) -> None:
+    """Set :func:`search_parameters`' values on ``index`` itself (``None``: nothing to set).
+
+    Not passed as ``search(..., params=)``: faiss.contrib.torch_utils (imported by
+    pytorch-metric-learning) replaces ``Index.search`` with a wrapper without that argument.
+    """
+    import faiss
+
+    if params is None:
+        return
+    if isinstance(params, faiss.SearchParametersHNSW):
+        index.hnsw.efSearch = int(params.efSearch)
+    else:
+        faiss.extract_index_ivf(index).nprobe = int(params.nprobe)

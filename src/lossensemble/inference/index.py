@@ -37,7 +37,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from lossensemble.errors import UserError
-from lossensemble.inference.ann import FAISS_CLASSES, INDEX_TYPES, check_loaded, new_index, search_parameters
+from lossensemble.inference.ann import (
+    FAISS_CLASSES,
+    INDEX_TYPES,
+    apply_search_parameters,
+    check_loaded,
+    new_index,
+    search_parameters,
+)
 from lossensemble.inference.listing import IMAGE_EXTENSIONS, list_images, read_paths, write_paths
 from lossensemble.inference.model import CONFIG_FILE, MODEL_FILE, load_model, read_spec
 from lossensemble.inference.model import model_dir as model_dir_of
@@ -149,7 +156,8 @@ class ImageIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.index.d)
         k = min(int(k), len(self))
         params = search_parameters(self.type, self.params, k, ef_search=ef_search, nprobe=nprobe)
-        sims, ids = self.index.search(q, k) if params is None else self.index.search(q, k, params=params)
+        apply_search_parameters(self.index, params)
+        sims, ids = self.index.search(q, k)
         return np.maximum(1.0 - sims, 0.0), ids
 
     def results(self, distances: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:
