@@ -17,6 +17,7 @@ classes; "pretrain" takes classes from the end of the pool, disjoint from both.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from lossensemble.errors import DataError
 
-from .cache import atomic_save_npz, atomic_write_json, cache_dir
+from .cache import cache_dir, cached
 from .glyph_fonts import (
     ASCII_FACES,
     FULL_FACES,
@@ -60,10 +61,7 @@ def _key(data: Any) -> str:
 
 
 def _cache_folder(folder: Path | None) -> Path:
-    if folder is None:
-        return cache_dir("glyphs")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return cache_dir("glyphs", create=False) if folder is None else Path(folder)
 
 
 def load_glyph_pool(
@@ -71,21 +69,23 @@ def load_glyph_pool(
 ) -> list[GlyphClass]:
     """The pool of glyph classes in its fixed order, read from the cache or computed (seconds) and cached.
 
-    ``folder``: where the cache lives (default ``cache_dir("glyphs")``).
+    ``folder``: where the cache lives (default ``cache_dir("glyphs")``). A damaged cache
+    file is rebuilt, an unwritable folder means computing in memory (both warned about).
     """
     fonts = fonts or FontSet()
     settings = pool_settings(fonts)
-    path = _cache_folder(folder) / f"pool-{_key(settings)}.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("settings") == settings:
-                return [GlyphClass(c, tuple(f)) for c, f in data["classes"]]
-        except (ValueError, KeyError, TypeError):
-            log.warning("glyphs: ignoring damaged cache file %s", path)
-    pool = select_glyph_pool(fonts, progress=progress)
-    atomic_write_json(path, {"settings": settings, "classes": [[g.char, list(g.faces)] for g in pool]})
-    return pool
+
+    def load(data: bytes) -> list[GlyphClass]:
+        content = json.loads(data.decode("utf-8"))
+        if content["settings"] != settings:
+            raise ValueError("made with other settings")
+        return [GlyphClass(str(c), tuple(int(f) for f in faces)) for c, faces in content["classes"]]
+
+    def dump(pool: list[GlyphClass]) -> bytes:
+        return json.dumps({"settings": settings, "classes": [[g.char, list(g.faces)] for g in pool]}).encode()
+
+    return cached(_cache_folder(folder) / f"pool-{_key(settings)}.json", load=load, dump=dump,
+                  build=lambda: select_glyph_pool(fonts, progress=progress), what="glyphs")
 
 
 class GlyphRenderer:
@@ -169,7 +169,9 @@ def render_glyph_block(
 ) -> np.ndarray:
     """Images (len(classes) * images_per_class, size, size) uint8, class-major; cached on disk by their options.
 
-    ``folder``: where the cache lives (default ``cache_dir("glyphs")``).
+    ``folder``: where the cache lives (default ``cache_dir("glyphs")``). The cache file is
+    verified on load (a damaged one is rebuilt) and written under a lock, so concurrent
+    runs render a block once; an unwritable folder means rendering in memory (warned).
     """
     fonts = fonts or FontSet()
     settings = {
@@ -179,23 +181,30 @@ def render_glyph_block(
         "jitter": [GlyphRenderer.ROTATION, GlyphRenderer.SCALE, GlyphRenderer.SHEAR,
                    GlyphRenderer.SHIFT, GlyphRenderer.STROKES, _MARGIN],
     }
-    path = _cache_folder(folder) / f"renders-{_key(settings)}.npz"
     shape = (len(classes) * images_per_class, render_size, render_size)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                images = data["images"]
-            if images.shape == shape and images.dtype == np.uint8:
-                return images
-        except (OSError, ValueError, KeyError):
-            pass
-        log.warning("glyphs: ignoring damaged cache file %s", path)
-    renderer = GlyphRenderer(fonts, render_size)
-    images = np.empty(shape, dtype=np.uint8)
-    for k, glyph in enumerate(tqdm(classes, desc=desc, unit="class", disable=not progress)):
-        images[k * images_per_class : (k + 1) * images_per_class] = renderer.render_class(glyph, images_per_class, seed)
-    atomic_save_npz(path, images=images)
-    return images
+
+    def load(data: bytes) -> np.ndarray:
+        with np.load(io.BytesIO(data), allow_pickle=False) as content:
+            images = content["images"]
+        if images.shape != shape or images.dtype != np.uint8:
+            raise ValueError(f"holds {images.dtype} images of shape {images.shape}, expected uint8 {shape}")
+        return images
+
+    def build() -> np.ndarray:
+        renderer = GlyphRenderer(fonts, render_size)
+        images = np.empty(shape, dtype=np.uint8)
+        for k, glyph in enumerate(tqdm(classes, desc=desc, unit="class", disable=not progress)):
+            images[k * images_per_class : (k + 1) * images_per_class] = renderer.render_class(
+                glyph, images_per_class, seed)
+        return images
+
+    def dump(images: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=images)
+        return buffer.getvalue()
+
+    return cached(_cache_folder(folder) / f"renders-{_key(settings)}.npz", load=load, build=build, dump=dump,
+                  what="glyphs")
 
 
 def _positive_int(opts: dict[str, Any], key: str, minimum: int) -> int:
