@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -130,3 +131,21 @@ def test_property_balance_and_no_reuse_within_a_pass(counts, m, classes_per_batc
         _check_balance(batches, labels, classes_per_batch, m)
         used += [i for b in batches for i in b if counts[labels[i]] >= m]
     assert len(used) == len(set(used)), "an image was used twice in one pass"
+
+
+def test_batches_of_one_class_are_warned_about_once(monkeypatch, caplog):
+    from lossensemble.data import sampler as sampler_module
+
+    monkeypatch.setattr(sampler_module, "_WARNED", set())
+    labels = _labels([8, 8, 8])
+    with caplog.at_level(logging.WARNING, logger="lossensemble.data"):
+        MPerClassBatchSampler(labels, m=4, batch_size=8)
+        assert caplog.text == ""
+        for epoch in range(3):  # a sampler per epoch (as the compressor's loop makes) still warns once
+            sampler = MPerClassBatchSampler(labels, m=4, batch_size=4, seed=epoch)
+    assert all(len(set(labels[b].tolist())) == 1 for b in sampler)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "sampler: batch_size (4) = m (4): every batch holds a single class, so pair and triplet losses find no "
+        "negatives and train nothing (zero loss); use batch_size = k * m with k >= 2"
+    ]

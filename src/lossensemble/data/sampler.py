@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -9,6 +11,23 @@ import numpy as np
 from lossensemble.errors import UserError
 
 __all__ = ["MPerClassBatchSampler"]
+
+log = logging.getLogger(__name__)
+
+_WARNED: set[tuple[int, int]] = set()  # (batch_size, m) already warned about in this process
+_WARN_LOCK = threading.Lock()
+
+
+def _warn_single_class(batch_size: int, m: int) -> None:
+    with _WARN_LOCK:
+        first = (batch_size, m) not in _WARNED
+        _WARNED.add((batch_size, m))
+    if first:
+        log.warning(
+            "sampler: batch_size (%d) = m (%d): every batch holds a single class, so pair and triplet losses "
+            "find no negatives and train nothing (zero loss); use batch_size = k * m with k >= 2",
+            batch_size, m,
+        )
 
 
 class MPerClassBatchSampler:
@@ -29,6 +48,9 @@ class MPerClassBatchSampler:
     slice, so ranks see different classes in the same step, and the union over ranks is
     exactly what a one-process sampler with ``batch_size * world_size`` yields. Steps are
     shuffled across rounds. Within a pass no image is used twice (except the padding).
+
+    A batch of one class (``batch_size == m``) has no negative pairs: it is allowed (proxy
+    and classification losses still learn) but warned about once per process.
 
     ``len()`` is the number of batches per epoch for this rank: ``num_batches`` if given
     (passes are chained when more are needed), else one pass, about
@@ -70,13 +92,15 @@ class MPerClassBatchSampler:
             raise UserError(
                 f"sampler: {len(counts)} classes cannot fill batches of {self.classes_per_batch} classes"
                 + (f" on {world_size} ranks" if world_size > 1 else "")
-                + f"; lower batch_size or raise m (batch_size // m = classes per batch)"
+                + "; lower batch_size or raise m (batch_size // m = classes per batch)"
             )
         chunks = np.maximum(counts // self.m, 1)
         # Classes taking part in round r = those with more than r chunks.
         per_round = np.bincount(chunks - 1, minlength=chunks.max())[::-1].cumsum()[::-1]
         self._steps_per_pass = int((per_round // self._group).sum())
         self.num_batches = int(num_batches) if num_batches is not None else self._steps_per_pass
+        if self.classes_per_batch == 1:
+            _warn_single_class(self.batch_size, self.m)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose batches the next iteration yields (deterministic reshuffle)."""
