@@ -27,6 +27,7 @@ SUBCOMMANDS = [
     "embed",
     "index",
     "search",
+    "serve",
     "evaluate_embeddings",
     "datasets",
 ]

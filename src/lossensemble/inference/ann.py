@@ -61,8 +61,13 @@ def new_index(kind: str, vectors: np.ndarray) -> tuple[Any, dict[str, int]]:
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         return index, {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
     nlist = choose_nlist(n)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.train(x)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if nlist == 1:  # under 78 vectors: one cell holding everything (k-means on so few points only warns)
+        quantizer.add(np.zeros((1, dim), np.float32))
+        index.is_trained = True
+    else:
+        index.train(x)
     return index, {"nlist": nlist, "nprobe": default_nprobe(nlist)}
 
 
