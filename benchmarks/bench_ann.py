@@ -27,7 +27,7 @@ import time
 import faiss
 import numpy as np
 
-from lossensemble.inference.ann import INDEX_TYPES, new_index, search_parameters
+from lossensemble.inference.ann import INDEX_TYPES, apply_search_parameters, new_index, search_parameters
 
 
 def clustered(n: int, dim: int, rng: np.random.Generator, classes: int) -> np.ndarray:
@@ -78,15 +78,15 @@ def run(args) -> str:
     search = {kind: search_parameters(kind, built[kind]["params"], args.k) for kind in names}
     times = {kind: [] for kind in names}
     ids = {kind: np.empty((args.queries, args.k), np.int64) for kind in names}
-    for kind in names:  # warm-up
-        b = built[kind]["index"]
-        b.search(queries[:8], args.k) if search[kind] is None else b.search(queries[:8], args.k, params=search[kind])
+    for kind in names:  # the defaults `lossensemble search` uses; then a warm-up
+        apply_search_parameters(built[kind]["index"], search[kind])
+        built[kind]["index"].search(queries[:8], args.k)
     for i in range(args.queries):
         q = queries[i:i + 1]
         for kind in names[i % len(names):] + names[:i % len(names)]:
-            index, params = built[kind]["index"], search[kind]
+            index = built[kind]["index"]
             t = time.perf_counter()
-            _, found = index.search(q, args.k) if params is None else index.search(q, args.k, params=params)
+            _, found = index.search(q, args.k)
             times[kind].append(time.perf_counter() - t)
             ids[kind][i] = found[0]
     exact = ids["flat"]

@@ -190,3 +190,19 @@ def test_damaged_index_files_are_one_line_errors(tiny_model, images, tmp_path):
         ImageIndex(idx)
     with pytest.raises(UserError, match="unknown index type 'annoy'"):
         build_index(tiny_model, images, tmp_path / "x", index_type="annoy")
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_search_parameters_take_effect_with_faiss_torch_utils_loaded(tiny_model, images, tmp_path, kind):
+    import faiss
+    import faiss.contrib.torch_utils  # noqa: F401  (what pytorch-metric-learning imports: Index.search loses params=)
+
+    build_index(tiny_model, images, tmp_path / "idx", index_type=kind)
+    idx = ImageIndex(tmp_path / "idx")
+    query = str(list_images([images])[7])
+    option = {"hnsw": {"ef_search": 200}, "ivf": {"nprobe": 1}}[kind]
+    assert idx.search(query, k=3, **option)[0]["path"] == query
+    current = (lambda: idx.index.hnsw.efSearch) if kind == "hnsw" else (lambda: faiss.extract_index_ivf(idx.index).nprobe)
+    assert current() == next(iter(option.values()))
+    idx.search(query, k=3)  # back to index.json's defaults
+    assert current() == {"hnsw": idx.params.get("ef_search"), "ivf": idx.params.get("nprobe")}[kind]

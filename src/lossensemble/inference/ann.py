@@ -9,12 +9,16 @@ faiss does the work; written here is only the choice of index and parameters:
 * ``ivf``: ``IndexIVFFlat`` with ``METRIC_INNER_PRODUCT``: ``nlist`` k-means cells
   (trained on the vectors being indexed) and ``nprobe`` cells visited per query.
   ``nlist`` ~ 4 sqrt(n), at most n / 39 (faiss wants >= 39 training points per
-  cell); ``nprobe`` ~ sqrt(nlist), at least 8. Vectors appended later are assigned
+  cell); ``nprobe`` ~ 2 sqrt(nlist), at least 16. Vectors appended later are assigned
   to the cells trained at build time.
 
 The parameters are stored in ``index.json`` (``type``, ``params``); the search-time
-ones (``ef_search``, ``nprobe``) are defaults that a search can override, passed to
-faiss per call (``SearchParameters``), so concurrent searches never share state.
+ones (``ef_search``, ``nprobe``) are defaults that a search can override. They are set
+on the index before each search (:func:`apply_search_parameters`), not passed as
+``search(..., params=)``: pytorch-metric-learning imports faiss.contrib.torch_utils,
+whose ``Index.search`` replacement has no ``params`` argument. The index object thus
+holds the last search's values; :class:`~lossensemble.inference.index.ImageIndex`
+sets and searches under one lock so that concurrent searches do not mix them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import numpy as np
 
 from lossensemble.errors import UserError
 
-__all__ = ["INDEX_TYPES", "FAISS_CLASSES", "choose_nlist", "new_index", "check_loaded", "search_parameters"]
+__all__ = ["INDEX_TYPES", "FAISS_CLASSES", "choose_nlist", "new_index", "check_loaded", "search_parameters",
+           "apply_search_parameters"]
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FAISS_CLASSES = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat"}
@@ -42,8 +47,8 @@ def choose_nlist(n: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Cells visited per query by default: about sqrt(nlist), at least 8 (at most nlist)."""
-    return min(nlist, max(8, int(round(math.sqrt(nlist)))))
+    """Cells visited per query by default: about 2 sqrt(nlist), at least 16 (at most nlist)."""
+    return min(nlist, max(16, int(round(2 * math.sqrt(nlist)))))
 
 
 def new_index(kind: str, vectors: np.ndarray) -> tuple[Any, dict[str, int]]:

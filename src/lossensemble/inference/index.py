@@ -31,6 +31,7 @@ after checking that the model named is the one that built it.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path, PurePath
 from typing import Any, Sequence
 
@@ -117,6 +118,7 @@ class ImageIndex:
         meta_path = root / "index.json"
         self.root = root
         self.info = info
+        self._search_lock = threading.Lock()  # search parameters live on the faiss index: set + search together
         self.type, self.params = _index_type(info, meta_path)
         model_path = _inside(root, info.get("model", MODEL_SUBDIR), '"model"')
         self.model = load_model(model_path, device=device)  # verifies the tensors against model.json's checksum
@@ -156,8 +158,9 @@ class ImageIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.index.d)
         k = min(int(k), len(self))
         params = search_parameters(self.type, self.params, k, ef_search=ef_search, nprobe=nprobe)
-        apply_search_parameters(self.index, params)
-        sims, ids = self.index.search(q, k)
+        with self._search_lock:
+            apply_search_parameters(self.index, params)
+            sims, ids = self.index.search(q, k)
         return np.maximum(1.0 - sims, 0.0), ids
 
     def results(self, distances: np.ndarray, ids: np.ndarray) -> list[dict[str, Any]]:
