@@ -36,6 +36,25 @@ __all__ = ["evaluate_independent", "evaluate_independent_compressed", "compress_
 log = logging.getLogger("lossensemble.experiments")
 
 
+def _reused(name: str, paths: RunPaths, sources: list[str]) -> RunResult | None:
+    """The earlier result in ``paths`` when it was derived from the same ``sources``."""
+    if paths.is_finished() and read_json(paths.summary).get("sources") == sources:
+        return RunResult(name, paths.root, read_json(paths.metrics), read_json(paths.summary), True)
+    return None
+
+
+def _score_and_write(name: str, paths: RunPaths, emb: TestEmbeddings, cfg: Config, summary: dict) -> RunResult:
+    """Score ``emb``'s one embedding on the test split and write metrics, summary and embedding cache."""
+    metrics = compute_metrics(emb.embeddings[name], emb.labels, k=tuple(cfg.eval.k), distance=cfg.eval.distance,
+                              nmi=cfg.eval.nmi, **emb.masks())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    save_test_embeddings(embeddings_cache_path(paths.root, "last"), emb)
+    summary = {**summary, "embedding_sizes": {name: int(emb.embeddings[name].shape[1])}}
+    write_json(paths.metrics, {name: metrics})
+    write_json(paths.summary, summary)
+    return RunResult(name, paths.root, {name: metrics}, summary, False)
+
+
 def evaluate_independent(single_runs: Sequence[Path], embeddings: Sequence[str], cfg: Config, folder: Path,
                          progress: bool = False) -> RunResult:
     """The independent ensemble of ``single_runs`` (embedding ``embeddings[i]`` of run i), evaluated on test.
@@ -47,31 +66,24 @@ def evaluate_independent(single_runs: Sequence[Path], embeddings: Sequence[str],
     """
     paths = RunPaths(Path(folder))
     sources = [str(Path(p)) for p in single_runs]
-    if paths.is_finished() and read_json(paths.summary).get("sources") == sources:
-        return RunResult("independent", paths.root, read_json(paths.metrics), read_json(paths.summary), True)
+    reused = _reused("independent", paths, sources)
+    if reused is not None:
+        return reused
     parts = [run_test_embeddings(Path(p), "last", progress) for p in single_runs]
     for p, name in zip(parts[1:], sources[1:]):
         if not np.array_equal(p.kept, parts[0].kept) or not np.array_equal(p.labels, parts[0].labels):
             raise UserError(f"{name}: its test split differs from {sources[0]}'s; cannot concatenate embeddings")
     joined = independent_embedding([p.embeddings[e] for p, e in zip(parts, embeddings)])
     first = parts[0]
-    metrics = compute_metrics(joined, first.labels, k=tuple(cfg.eval.k), distance=cfg.eval.distance,
-                              nmi=cfg.eval.nmi, **first.masks())
-    paths.root.mkdir(parents=True, exist_ok=True)
-    save_test_embeddings(embeddings_cache_path(paths.root, "last"),
-                         TestEmbeddings({"independent": joined}, first.labels, first.kept, first.is_query,
-                                        first.is_gallery))
+    emb = TestEmbeddings({"independent": joined}, first.labels, first.kept, first.is_query, first.is_gallery)
     summaries = [read_json(RunPaths(Path(p)).summary) for p in single_runs]
     summary = {
         "sources": sources,
-        "embedding_sizes": {"independent": int(joined.shape[1])},
         "seconds_per_step": float(sum(s.get("seconds_per_step", 0.0) for s in summaries)),
         "train_seconds": float(sum(s.get("train_seconds", 0.0) for s in summaries)),
         "device": summaries[0].get("device"),
     }
-    write_json(paths.metrics, {"independent": metrics})
-    write_json(paths.summary, summary)
-    return RunResult("independent", paths.root, {"independent": metrics}, summary, False)
+    return _score_and_write("independent", paths, emb, cfg, summary)
 
 
 def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Sequence[str], cfg: Config,
@@ -84,29 +96,22 @@ def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Seq
     name = "independent-compressed"
     paths = RunPaths(Path(folder))
     sources = [str(Path(p)) for p in single_runs]
-    if paths.is_finished() and read_json(paths.summary).get("sources") == sources:
-        return RunResult(name, paths.root, read_json(paths.metrics), read_json(paths.summary), True)
+    reused = _reused(name, paths, sources)
+    if reused is not None:
+        return reused
     student_idx = best_single(single_runs, embeddings)
     student, facts = distill_independent(single_runs[student_idx], list(single_runs), progress=progress)
     emb = embed_test_split(student.embed_fn(names=["compressed"]), cfg, student.device, progress)
-    out = {"compressed": emb.embeddings["compressed"]}
-    emb.embeddings = {name: out["compressed"]}
-    metrics = compute_metrics(emb.embeddings[name], emb.labels, k=tuple(cfg.eval.k), distance=cfg.eval.distance,
-                              nmi=cfg.eval.nmi, **emb.masks())
-    paths.root.mkdir(parents=True, exist_ok=True)
-    save_test_embeddings(embeddings_cache_path(paths.root, "last"), emb)
+    emb.embeddings = {name: emb.embeddings["compressed"]}
     student_summary = read_json(RunPaths(Path(single_runs[student_idx])).summary)
     summary = {
         "sources": sources,
         "student": sources[student_idx],
-        "embedding_sizes": {name: int(out["compressed"].shape[1])},
         "seconds_per_step": student_summary.get("seconds_per_step"),
         "device": student_summary.get("device"),
         "distillation": facts,
     }
-    write_json(paths.metrics, {name: metrics})
-    write_json(paths.summary, summary)
-    return RunResult(name, paths.root, {name: metrics}, summary, False)
+    return _score_and_write(name, paths, emb, cfg, summary)
 
 
 def compress_or_reuse(run_dir: Path, progress: bool = False) -> tuple[dict[str, dict[str, float]], str, bool]:
