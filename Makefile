@@ -11,9 +11,11 @@ TEST_WORKERS ?= 2
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): torch from PyPI brings its CUDA libraries (about 6 GB, several minutes; runs on CPU too)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	$(BIN)/python -c "import lossensemble, torch; print('installed lossensemble', lossensemble.__version__, 'with torch', torch.__version__)"
 	touch $(STAMP)
 
 demo: $(STAMP)

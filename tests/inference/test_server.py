@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi")
-try:  # FastAPI's TestClient runs on httpx2 (Starlette >= 1.x) or httpx
-    import httpx2  # noqa: F401
-except ImportError:
-    pytest.importorskip("httpx")
-pytest.importorskip("python_multipart")
-
+# fastapi, python-multipart and httpx2 (the client of Starlette's TestClient) come with the
+# ``dev`` extra (through ``serve``): a missing one is a broken set-up, not a reason to skip.
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lossensemble.cli.main import main  # noqa: E402
