@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from lossensemble.data import list_datasets
-
 __all__ = ["register", "run", "format_table"]
 
 
@@ -47,6 +45,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lossensemble.data import list_datasets
+
     rows = list_datasets(args.root_dir)
     if args.json:
         print(json.dumps(rows, indent=2))

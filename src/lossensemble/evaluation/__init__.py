@@ -3,23 +3,27 @@
 ``compute_metrics`` gives Recall@K, kNN accuracy, MAP@R, R-precision and NMI as
 percentages; ``knn_search`` is the chunked exact search underneath, reusable
 for retrieval.
+
+Submodules are imported on first use (:mod:`lossensemble.lazy`), so importing the package is cheap.
 """
 
-from lossensemble.evaluation.evaluate import evaluate_model, evaluate_model_sharded, score_embeddings
-from lossensemble.evaluation.extract import extract_embeddings
-from lossensemble.evaluation.metrics import EvaluationWarning, compute_metrics, knn_vote, nmi_score
-from lossensemble.evaluation.neighbors import DISTANCES, NeighborSearcher, knn_search
+from __future__ import annotations
 
-__all__ = [
-    "DISTANCES",
-    "EvaluationWarning",
-    "NeighborSearcher",
-    "compute_metrics",
-    "evaluate_model",
-    "evaluate_model_sharded",
-    "extract_embeddings",
-    "score_embeddings",
-    "knn_search",
-    "knn_vote",
-    "nmi_score",
-]
+from lossensemble.lazy import lazy_exports
+
+_EXPORTS = {
+    "evaluate_model": "evaluate",
+    "evaluate_model_sharded": "evaluate",
+    "score_embeddings": "evaluate",
+    "extract_embeddings": "extract",
+    "EvaluationWarning": "metrics",
+    "compute_metrics": "metrics",
+    "knn_vote": "metrics",
+    "nmi_score": "metrics",
+    "DISTANCES": "neighbors",
+    "NeighborSearcher": "neighbors",
+    "knn_search": "neighbors",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ Submodules are imported on first use, so the CLI's ``--help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
+from lossensemble.lazy import lazy_exports
 
 _LAZY = {
     "Comparison": "comparison",
@@ -37,7 +37,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"lossensemble.experiments.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'lossensemble.experiments' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

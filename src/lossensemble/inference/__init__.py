@@ -6,23 +6,27 @@
 * :func:`list_images`, :func:`read_paths` / :func:`write_paths`: image listing and the JSON-lines paths files.
 * :mod:`lossensemble.inference.server` (needs FastAPI): the HTTP service of ``lossensemble serve``;
   not imported here, so that importing the package never imports FastAPI.
+
+Submodules are imported on first use (:mod:`lossensemble.lazy`), so importing the package is cheap.
 """
 
-from lossensemble.inference.export import export_model, export_run
-from lossensemble.inference.index import INDEX_TYPES, ImageIndex, build_index
-from lossensemble.inference.listing import list_images, read_paths, write_paths
-from lossensemble.inference.model import EmbeddedFiles, InferenceModel, load_model
+from __future__ import annotations
 
-__all__ = [
-    "EmbeddedFiles",
-    "INDEX_TYPES",
-    "ImageIndex",
-    "InferenceModel",
-    "build_index",
-    "export_model",
-    "export_run",
-    "list_images",
-    "load_model",
-    "read_paths",
-    "write_paths",
-]
+from lossensemble.lazy import lazy_exports
+
+_EXPORTS = {
+    "export_model": "export",
+    "export_run": "export",
+    "INDEX_TYPES": "index",
+    "ImageIndex": "index",
+    "build_index": "index",
+    "list_images": "listing",
+    "read_paths": "listing",
+    "write_paths": "listing",
+    "EmbeddedFiles": "model",
+    "InferenceModel": "model",
+    "load_model": "model",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,42 +1,33 @@
-"""Models: backbone registry, the shared-backbone ensemble of embedding heads, compressors, the factory."""
+"""Models: backbone registry, the shared-backbone ensemble of embedding heads, compressors, the factory.
 
-from lossensemble.models.backbones import (
-    BACKBONES,
-    Backbone,
-    available_backbones,
-    build_backbone,
-    freeze_batchnorm,
-    load_state_dict_file,
-    register_backbone,
-)
-from lossensemble.models.compressor import (
-    VARIANTS,
-    build_compressor,
-    compressor_from_meta,
-    compressor_input,
-    compressor_meta,
-)
-from lossensemble.models.ensemble import EnsembleModel, build_model, ensemble_embedding, independent_embedding
-from lossensemble.models.factory import attach_compressor, build_components, check_components
+Submodules are imported on first use (:mod:`lossensemble.lazy`), so importing the package is cheap.
+"""
 
-__all__ = [
-    "BACKBONES",
-    "VARIANTS",
-    "attach_compressor",
-    "build_components",
-    "build_compressor",
-    "compressor_from_meta",
-    "check_components",
-    "compressor_input",
-    "compressor_meta",
-    "Backbone",
-    "EnsembleModel",
-    "available_backbones",
-    "build_backbone",
-    "build_model",
-    "ensemble_embedding",
-    "independent_embedding",
-    "freeze_batchnorm",
-    "load_state_dict_file",
-    "register_backbone",
-]
+from __future__ import annotations
+
+from lossensemble.lazy import lazy_exports
+
+_EXPORTS = {
+    "BACKBONES": "backbones",
+    "Backbone": "backbones",
+    "available_backbones": "backbones",
+    "build_backbone": "backbones",
+    "freeze_batchnorm": "backbones",
+    "load_state_dict_file": "backbones",
+    "register_backbone": "backbones",
+    "VARIANTS": "compressor",
+    "build_compressor": "compressor",
+    "compressor_from_meta": "compressor",
+    "compressor_input": "compressor",
+    "compressor_meta": "compressor",
+    "EnsembleModel": "ensemble",
+    "build_model": "ensemble",
+    "ensemble_embedding": "ensemble",
+    "independent_embedding": "ensemble",
+    "attach_compressor": "factory",
+    "build_components": "factory",
+    "check_components": "factory",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
