@@ -19,6 +19,7 @@ __all__ = [
     "LossConfig",
     "WeightingConfig",
     "LearningRates",
+    "LoggerConfig",
     "TrainConfig",
     "EvalConfig",
     "CompressionConfig",
@@ -109,6 +110,14 @@ class LearningRates:
 
 
 @dataclass
+class LoggerConfig:
+    """One experiment tracker of ``train.loggers``: a registered logger by name with its options."""
+
+    name: str = "csv"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainConfig:
     """Optimisation budget and schedule."""
 
@@ -128,6 +137,29 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_every: int = 1
     progress: bool = True
+    # Experiment trackers (lossensemble.training.loggers): csv (history.csv), tensorboard, mlflow, or a
+    # registered one; an entry is a name or {name: ..., options: {...}}.
+    loggers: list[Any] = field(default_factory=lambda: ["csv"])
+
+    def logger_entries(self) -> list[LoggerConfig]:
+        """``loggers`` as :class:`LoggerConfig` entries (what the trainer builds); a bad entry is a ConfigError."""
+        out = []
+        for i, x in enumerate(self.loggers):
+            if isinstance(x, LoggerConfig):
+                out.append(x)
+                continue
+            x = {"name": x} if isinstance(x, str) else x
+            _check(isinstance(x, dict), f"train.loggers.{i}", f"expected a name or {{name: ..., options: {{...}}}}, "
+                                                              f"got {x!r}")
+            unknown = sorted(set(map(str, x)) - {"name", "options"})
+            _check(not unknown, f"train.loggers.{i}", f"unknown key {unknown[0]!r} (known keys: name, options)"
+                   if unknown else "")
+            _check(isinstance(x.get("name"), str) and bool(x.get("name")), f"train.loggers.{i}.name",
+                   f"expected a logger name, got {x.get('name')!r}")
+            _check(isinstance(x.get("options", {}), dict), f"train.loggers.{i}.options",
+                   f"expected a mapping, got {x.get('options')!r}")
+            out.append(LoggerConfig(x["name"], dict(x.get("options", {}))))
+        return out
 
 
 @dataclass
@@ -217,6 +249,9 @@ class Config:
         _check(0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)")
         _check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
         _check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+        logger_names = [x.name for x in t.logger_entries()]
+        _check(len(set(logger_names)) == len(logger_names), "train.loggers",
+               f"each logger may appear once, got {logger_names}")
         _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
         e = self.eval
         _check(len(e.k) >= 1 and all(k >= 1 for k in e.k), "eval.k", "needs positive integers")
