@@ -53,12 +53,16 @@ def test_metrics_are_percentages(data, distance):
     got = quiet_metrics(x, y, distance=distance)
     assert set(got) == {*NEIGHBOUR_KEYS, "nmi"}
     for key, value in got.items():
-        if key in ("map@r", "r_precision") and math.isnan(value):
-            assert np.bincount(y).max() == 1  # only when no query has another item of its class
+        if math.isnan(value):
+            # NaN only for a documented degenerate case, named in the result's warnings
+            assert any("undefined (NaN)" in w for w in got.warnings), (key, got.warnings)
+            if key in ("map@r", "r_precision") and not any("embeddings are" in w for w in got.warnings):
+                assert np.bincount(y).max() == 1  # no query has another item of its class
             continue
         assert 0.0 <= value <= 100.0 + 1e-9, key
     assert got["map@r"] <= got["r_precision"] + 1e-9 or math.isnan(got["map@r"])
-    assert got["recall@1"] <= got["recall@2"] <= got["recall@4"] <= got["recall@8"]
+    recalls = [got[f"recall@{k}"] for k in (1, 2, 4, 8)]
+    assert all(math.isnan(r) for r in recalls) or recalls == sorted(recalls)
 
 
 @SETTINGS

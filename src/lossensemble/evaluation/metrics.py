@@ -48,6 +48,7 @@ METRIC_TITLES = {"knn_acc": "kNN acc", "map@r": "MAP@R", "r_precision": "R-prec"
 def metric_title(metric: str) -> str:
     """The display name of a metric key (``recall@1`` -> ``R@1``, ``map@r`` -> ``MAP@R``)."""
     return METRIC_TITLES.get(metric, metric.replace("recall@", "R@"))
+from lossensemble.evaluation.degenerate import MetricResults, degenerate_findings
 from lossensemble.evaluation.neighbors import (
     DEFAULT_MAX_ENTRIES,
     NeighborSearcher,
@@ -290,17 +291,9 @@ def nmi_score(x: np.ndarray, labels: np.ndarray, seed: int = 0, niter: int = 20)
 # --------------------------------------------------------------------------- public entry
 
 
-def _warn_lone_queries(plan: _Plan) -> None:
-    lone = plan.r == 0
-    if lone.any():
-        n_classes = len(np.unique(plan.query_labels[lone]))
-        warnings.warn(
-            f"{int(lone.sum())} queries (in {n_classes} classes) have no other item of their class "
-            "in the gallery: left out of map@r and r_precision (still gallery items, and misses "
-            "for recall@K and knn_acc)",
-            EvaluationWarning,
-            stacklevel=3,
-        )
+def _warn(messages: list[str]) -> None:
+    for message in messages:
+        warnings.warn(message, EvaluationWarning, stacklevel=3)
 
 
 def _percent(values: np.ndarray) -> float:
@@ -321,7 +314,7 @@ def compute_metrics(
     device: Any = None,
     seed: int = 0,
     threads: int | None = None,
-) -> dict[str, float]:
+) -> MetricResults:
     """Retrieval metrics of ``embeddings`` (n, d) with class ``labels`` (n,), as percentages.
 
     Keys: ``recall@K`` for each K, ``knn_acc``, ``map@r``, ``r_precision`` and,
@@ -332,13 +325,21 @@ def compute_metrics(
     many queries are searched at once; ``device`` "cuda[:N]" searches on a GPU;
     ``seed`` seeds k-means for NMI; ``threads`` sets faiss's thread count for
     this call only (default: faiss's own setting).
+
+    Degenerate data (one class, identical or zero embeddings, queries without a
+    same-class gallery item, K beyond the gallery; see
+    :mod:`lossensemble.evaluation.degenerate`) gives an :class:`EvaluationWarning`
+    per problem, the same messages in the result's ``warnings`` attribute, and NaN
+    for the metrics it leaves undefined (trivial ones keep their value).
     """
     check_distance(distance)
     ks = _validate_ks(k)
     x = _validate_embeddings(embeddings)
     y = _encode_labels(labels, len(x))
     plan = _make_plan(y, is_query, is_gallery)
-    _warn_lone_queries(plan)
+    notes, undefined = degenerate_findings(x, y, plan.query_rows, plan.gallery_rows, plan.self_ids, plan.r, ks,
+                                           distance, nmi)
+    _warn(notes)
 
     x = prepare_vectors(x, distance)
     with faiss_threads(threads):
@@ -353,7 +354,11 @@ def compute_metrics(
         valid = plan.r > 0
         results["map@r"] = _percent(per_query.map_r[valid])
         results["r_precision"] = _percent(per_query.r_precision[valid])
-        if nmi:
+        if nmi and "nmi" not in undefined:
             rows = np.union1d(plan.query_rows, plan.gallery_rows)
             results["nmi"] = 100.0 * nmi_score(x[rows], y[rows], seed=seed)
-    return results
+        elif nmi:
+            results["nmi"] = float("nan")
+    for key in undefined & set(results):
+        results[key] = float("nan")
+    return MetricResults(results, notes)
