@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lossensemble"
 #: Layer of each top-level module or folder; an import must go to a strictly lower layer
 #: (or stay inside its own folder). Same-layer folders are independent of each other.
 LAYERS = {
-    "errors": 0, "lazy": 0,
+    "errors": 0, "lazy": 0, "preprocess": 0,
     "io": 1, "registry": 1, "distributed": 1,
     "config": 2, "runtime": 2,
     "data": 3, "losses": 3,

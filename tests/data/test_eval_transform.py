@@ -53,3 +53,7 @@ def test_eval_transform_pickles_and_does_not_import_torchvision():
             "build_transforms('photo', 32, train=False)(Image.new('RGB', (40, 40))); "
             "assert 'torchvision' not in sys.modules, 'torchvision imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+    # the query path of search/serve with an ONNX model: no torch at all
+    code = ("import sys; from PIL import Image; from lossensemble.preprocess import eval_array; "
+            "eval_array(Image.new('RGB', (40, 40)), 'photo', 32); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
