@@ -8,7 +8,7 @@ from pathlib import Path
 from lossensemble.errors import UserError
 
 __all__ = ["packaged_configs", "resolve_config", "add_overrides_argument", "load_run_config", "prepare_process",
-           "progress_enabled"]
+           "progress_enabled", "add_json_arguments", "check_output_file", "emit_json"]
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -70,3 +70,51 @@ def progress_enabled(args) -> bool | None:
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         return False
     return None
+
+
+def add_json_arguments(parser, what: str = "the metrics") -> None:
+    """``--json`` (print JSON to stdout instead of the table) and ``-o/--output FILE.json`` (also write it)."""
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as JSON on stdout instead of the table (to write a file: -o FILE.json)")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE.json", default=None,
+                        help=f"also write {what} as JSON to FILE.json (atomically; an existing file must be JSON)")
+
+
+def check_output_file(path: Path | None, option: str = "--output") -> None:
+    """Refuse (before any long work) a JSON output path that is a folder, under a file, or a non-JSON file."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name (e.g. {path / 'metrics.json'})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+            break
+    if path.exists():
+        import json
+
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise UserError(f"{option} {path}: exists and is not a JSON file; not overwriting it "
+                            "(remove it or choose another name)") from None
+
+
+def emit_json(args, data, table: str) -> None:
+    """Print ``data`` as JSON (``--json``) or ``table``, and write the JSON to ``--output`` when given."""
+    import json
+    import sys
+
+    text = json.dumps(data, indent=2, allow_nan=False)
+    print(text if getattr(args, "json", False) else table)
+    output = getattr(args, "output", None)
+    if output is not None:
+        from lossensemble.io import atomic_write_text
+
+        try:
+            atomic_write_text(output, text + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+        print(f"wrote {output}", file=sys.stderr)
