@@ -59,7 +59,7 @@ def test_round_trip_gives_identical_embeddings(tmp_path, variant, embedding):
         got = loaded(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-6)
-    spec = json.loads((out / "model.json").read_text())
+    spec = json.loads((out / "config.json").read_text())
     assert spec["embedding"] == embedding and spec["output_dim"] == want.shape[1]
     with safe_open(str(out / "model.safetensors"), "pt") as fh:
         keys = list(fh.keys())
@@ -140,13 +140,15 @@ def test_modified_tensor_bytes_are_refused(exported):
 
 
 def test_model_json_that_does_not_match_the_tensors_is_refused(exported):
-    spec_path = exported / "model.json"
+    spec_path = exported / "config.json"
     spec = json.loads(spec_path.read_text())
     spec["embedding_dim"] = 9
+    spec["compressor"]["in_dim"] = 27
     spec_path.write_text(json.dumps(spec))
-    with pytest.raises(UserError, match="do not match"):
+    with pytest.raises(UserError, match="architecture or preprocessing fields differ"):
         load_model(exported)
     spec["embedding_dim"] = 8
+    spec["compressor"]["in_dim"] = 24
     spec["heads"] = spec["heads"][:1]
     spec_path.write_text(json.dumps(spec))
     with pytest.raises(UserError, match="needs heads"):
@@ -180,6 +182,6 @@ def test_pickle_renamed_to_safetensors_is_refused_and_never_run(exported, tmp_pa
 def test_missing_files(tmp_path, exported):
     with pytest.raises(UserError, match="not found"):
         load_model(tmp_path / "nowhere")
-    (exported / "model.json").unlink()
-    with pytest.raises(UserError, match="no model.json"):
+    (exported / "config.json").unlink()
+    with pytest.raises(UserError, match="no config.json"):
         load_model(exported)

@@ -90,7 +90,7 @@ def test_bad_uploads_are_400_with_a_message(client, images, tmp_path):
 def test_images_route_serves_only_indexed_files(client, index_dir):
     assert client.get("/images/30").status_code == 404
     assert client.get("/images/-1").status_code == 404
-    assert client.get("/images/..%2Fmodel%2Fmodel.json").status_code in (400, 404)
+    assert client.get("/images/..%2Fmodel%2Fconfig.json").status_code in (400, 404)
     assert client.get("/images/%2Fetc%2Fpasswd").status_code in (400, 404)
     assert client.get("/files/etc/passwd").status_code == 404
 

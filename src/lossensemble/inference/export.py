@@ -4,47 +4,47 @@ Written here because the model layout (backbone + the heads and compressor one
 embedding needs) is the library's own; the tensors are stored with safetensors and
 the description with JSON, so loading never unpickles anything.
 
-A model folder holds two files:
+A model folder follows the Hugging Face layout (:mod:`lossensemble.inference.layout`):
 
 * ``model.safetensors``: only the tensors the chosen embedding needs, named as in
   :class:`InferenceModel` (``backbone.*``, ``heads.<name>.*``, ``compressor.*``);
   e.g. ``compressed`` with the ``direct`` variant = backbone + one linear layer,
   ``heads.<name>`` = backbone + that head, ``ensemble`` = backbone + every head.
-* ``model.json``: format and version, lossensemble version, ``embedding`` (which
+  Its metadata holds the checksum of the description's architecture fields.
+* ``config.json``: format and version, lossensemble version, ``embedding`` (which
   one), ``output_dim``, ``distance`` ("cosine": outputs are L2-normalised),
   ``backbone``, ``feature_dim``, ``head_names`` (all heads of the run), ``heads``
   (the heads stored), ``embedding_dim`` (one head's d), ``weights`` (loss weight of
   every head, used by the ensemble), ``compressor`` (variant, in_dim, dim, hidden,
   objective, or null), ``image_size``, ``data_kind`` ("photo"/"glyph": which eval
   transform), ``normalisation`` (mean/std), ``source`` (run and checkpoint),
-  ``tensors_sha256`` (checksum of model.safetensors) and ``parameters``.
+  ``training`` (dataset and its options, losses, epochs), ``metrics`` (the run's
+  test metrics), ``license``, ``onnx`` (with ``--format onnx``), ``tensors_sha256``
+  (checksum of model.safetensors) and ``parameters``.
+* ``README.md``: the model card (:mod:`lossensemble.inference.model_card`).
+* ``model.onnx`` (``format="onnx"``): the same embedding as an ONNX graph,
+  normalised images (B, 3, H, W) -> L2-normalised embeddings (B, D), dynamic batch
+  (:mod:`lossensemble.inference.onnx_export`).
 
-Loading checks, each failure being a one-line :class:`UserError`: both files exist,
-model.json is valid and of this format, model.safetensors parses (a bad header, a
-truncated file or a pickle renamed to .safetensors is refused), its checksum
-matches, and its tensors fit the modules model.json describes exactly.
+Folders exported before config.json hold ``model.json`` (format version 1) and still load.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from lossensemble.errors import UserError
-from lossensemble.inference.model import (
-    CONFIG_FILE,
-    FORMAT_VERSION,
-    MODEL_FILE,
-    MODEL_FORMAT,
-    select_heads,
-    sha256,
-)
-from lossensemble.io import atomic_write_bytes, atomic_write_text
+from lossensemble.inference.layout import select_heads, write_folder
+from lossensemble.inference.model import InferenceModel
 
-__all__ = ["export_model", "export_run"]
+__all__ = ["EXPORT_FORMATS", "export_model", "export_run"]
+
+#: ``safetensors``: the model folder; ``onnx``: the model folder plus model.onnx.
+EXPORT_FORMATS = ("safetensors", "onnx")
 
 
 def export_model(
@@ -58,19 +58,28 @@ def export_model(
     backbone_name: str,
     compressor_meta: dict | None = None,
     source: dict | None = None,
+    format: str = "safetensors",
+    training: dict | None = None,
+    metrics: dict | None = None,
+    license: str = "other",
 ) -> Path:
     """Write the inference model of one embedding of an :class:`EnsembleModel`; returns the folder.
 
-    Both files are written atomically; model.json last, so a folder with a
-    model.json always has its matching tensors.
+    Every file is written atomically; config.json last, so a folder with a
+    config.json always has its matching tensors. ``format="onnx"`` adds model.onnx,
+    checked against PyTorch with onnxruntime when that is installed. ``training``,
+    ``metrics`` (the run's metrics.json) and ``license`` (a Hub license id) go into
+    config.json and the model card.
     """
-    from safetensors.torch import save
-
     from lossensemble import __version__
     from lossensemble.data import IMAGENET_MEAN, IMAGENET_STD
 
     if data_kind not in ("photo", "glyph"):
         raise UserError(f"data kind must be 'photo' or 'glyph', got {data_kind!r}")
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    if not isinstance(license, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}", license):
+        raise UserError(f"--license must be a license id such as mit, apache-2.0 or other, got {license!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a folder")
@@ -86,14 +95,11 @@ def export_model(
     if embedding == "compressed":
         tensors.update({k: v for k, v in state.items() if k.startswith("compressor.")})
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    data = save(tensors, metadata={"format": MODEL_FORMAT, "embedding": embedding})
     d = int(model.embedding_dim)
     output_dim = {"ensemble": d * len(head_names)}.get(embedding, d)
     if embedding == "compressed":
         output_dim = int(compressor_meta["dim"])
-    spec = {
-        "format": MODEL_FORMAT,
-        "format_version": FORMAT_VERSION,
+    spec: dict[str, Any] = {
         "lossensemble_version": __version__,
         "embedding": embedding,
         "output_dim": output_dim,
@@ -104,32 +110,67 @@ def export_model(
         "heads": heads,
         "embedding_dim": d,
         "weights": dict(zip(head_names, w.tolist())),
-        "compressor": compressor_meta if embedding == "compressed" else None,
+        "compressor": dict(compressor_meta) if embedding == "compressed" else None,
         "image_size": int(image_size),
         "data_kind": data_kind,
         "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "source": source or {},
-        "tensors_sha256": sha256(data),
+        "training": training or {},
+        "metrics": metrics or {},
+        "license": license,
         "parameters": int(sum(v.numel() for k, v in tensors.items() if v.is_floating_point()
                               and "running_" not in k)),
     }
-    atomic_write_bytes(out / MODEL_FILE, data)
-    atomic_write_text(out / CONFIG_FILE, json.dumps(spec, indent=2) + "\n")
-    return out
+    onnx_bytes = None
+    if format == "onnx":
+        from lossensemble.inference.onnx_export import export_onnx
+
+        inference = InferenceModel({**spec, "tensors_sha256": "0" * 64})
+        inference.load_state_dict(tensors, strict=True)
+        onnx_bytes, spec["onnx"] = export_onnx(inference.eval())
+    return write_folder(out, spec, tensors, onnx_bytes)
+
+
+def _training_info(cfg) -> dict[str, Any]:
+    """What the model card says about training: dataset, its scalar options, losses, epochs."""
+    options = {k: v for k, v in dict(cfg.data.options or {}).items()
+               if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "progress"}
+    return {"dataset": cfg.data.name, "options": options, "losses": [loss.name for loss in cfg.losses],
+            "epochs": int(cfg.train.epochs), "pretrained_backbone": bool(cfg.model.pretrained)}
+
+
+def _run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """The run's metrics.json (``{embedding: {metric: value}}``, finite numbers only), or {}."""
+    import math
+
+    from lossensemble.io import read_json
+
+    path = Path(run_dir) / "metrics.json"
+    try:
+        data = read_json(path) if path.is_file() else {}
+    except UserError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): {str(m): float(x) for m, x in v.items()
+                     if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)}
+            for k, v in data.items() if isinstance(v, dict)}
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, embedding: str | None = None,
-               checkpoint: str | None = None) -> Path:
+               checkpoint: str | None = None, format: str = "safetensors", license: str = "other") -> Path:
     """Export one embedding of a trained run (see :func:`export_model`).
 
     ``checkpoint``: "last", "best" or "compressed" (the post-hoc compressed
     checkpoint); default "compressed" when ``lossensemble compress`` wrote one, else
     "last". ``embedding``: default "compressed" when that checkpoint has a
-    compressor, else "ensemble".
+    compressor, else "ensemble". ``format``: "safetensors" or "onnx" (adds model.onnx).
     """
     from lossensemble.data import get_source
     from lossensemble.training.loading import compressed_checkpoint_path, load_run
 
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     compressed = compressed_checkpoint_path(run_dir)
     if checkpoint is None:
         checkpoint = "compressed" if compressed.is_file() else "last"
@@ -148,6 +189,5 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, embedding: str | Non
         model, loaded.weights, out_dir, embedding=embedding, image_size=cfg.data.image_size,
         data_kind=get_source(cfg.data.name).kind, backbone_name=cfg.model.backbone, compressor_meta=meta,
         source={"run": str(Path(run_dir).resolve()), "checkpoint": checkpoint, "dataset": cfg.data.name},
+        format=format, training=_training_info(cfg), metrics=_run_metrics(run_dir), license=license,
     )
-
-

@@ -21,7 +21,8 @@ Layout (format version 2; version 1 indexes, with ``paths.txt``, are still read)
       paths.jsonl    row i = faiss id i: the image's absolute path as one JSON string per line
       index.json     format, count, dim, metric, type + params, embedding, model reference
                      and checksum, inputs, skipped files; written last (marks a complete index)
-      model/         copy of the exported model (model.safetensors + model.json)
+      model/         copy of the exported model (model.safetensors + config.json, or model.json
+                     for a model exported before config.json)
 
 ``build_index(..., append=True)`` adds the images not yet in an existing index
 (paths already indexed are not embedded again) with the index's own model copy,
@@ -47,7 +48,7 @@ from lossensemble.inference.ann import (
     search_parameters,
 )
 from lossensemble.inference.listing import IMAGE_EXTENSIONS, list_images, read_paths, write_paths
-from lossensemble.inference.model import CONFIG_FILE, MODEL_FILE, load_model, read_spec
+from lossensemble.inference.model import CONFIG_FILE, LEGACY_CONFIG_FILE, MODEL_FILE, load_model, read_spec
 from lossensemble.inference.model import model_dir as model_dir_of
 from lossensemble.io import atomic_write_bytes, atomic_write_text, read_json
 
@@ -121,7 +122,7 @@ class ImageIndex:
         self._search_lock = threading.Lock()  # search parameters live on the faiss index: set + search together
         self.type, self.params = _index_type(info, meta_path)
         model_path = _inside(root, info.get("model", MODEL_SUBDIR), '"model"')
-        self.model = load_model(model_path, device=device)  # verifies the tensors against model.json's checksum
+        self.model = load_model(model_path, device=device)  # verifies the tensors against config.json's checksum
         if self.model.spec["tensors_sha256"] != info["model_sha256"]:
             raise UserError(f"{model_path}: is not the model this index was built with (tensors checksum "
                             f"{self.model.spec['tensors_sha256'][:12]}..., index.json expects "
@@ -176,7 +177,15 @@ class ImageIndex:
 
 
 def _copy_model(model_dir: Path, dest: Path) -> None:
-    for name in (MODEL_FILE, CONFIG_FILE):  # model.json last: its presence means a complete copy
+    """Copy the files loading needs: model.safetensors, then the description (its presence means a complete copy).
+
+    The description keeps its name: config.json, or model.json of a model exported
+    before config.json; the other name is removed so the copy has only one.
+    """
+    config = CONFIG_FILE if (model_dir / CONFIG_FILE).is_file() else LEGACY_CONFIG_FILE
+    (dest / CONFIG_FILE).unlink(missing_ok=True)
+    (dest / LEGACY_CONFIG_FILE).unlink(missing_ok=True)
+    for name in (MODEL_FILE, config):
         atomic_write_bytes(dest / name, (model_dir / name).read_bytes())
 
 

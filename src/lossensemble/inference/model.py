@@ -1,17 +1,22 @@
 """Exported inference models: load one with one call and embed images.
 
-An exported model folder holds ``model.safetensors`` (only the tensors the chosen
-embedding needs) and ``model.json`` (its description, with a checksum of the
-tensors); see :mod:`lossensemble.inference.export`. Loading never unpickles anything
-and checks, each failure being a one-line :class:`UserError`: both files exist,
-model.json is valid and of this format, model.safetensors parses (a bad header, a
-truncated file or a pickle renamed to .safetensors is refused), its checksum
-matches, and its tensors fit the modules model.json describes exactly.
+An exported model folder (Hugging Face layout, see :mod:`lossensemble.inference.layout`)
+holds ``config.json`` (the description; ``model.json`` in folders exported before),
+``model.safetensors`` (only the tensors the chosen embedding needs), a ``README.md``
+model card and optionally ``model.onnx``. Loading never unpickles anything and checks,
+each failure being a one-line :class:`UserError`: the files exist, every field of
+the description has the right type and range, model.safetensors parses (a bad
+header, a truncated file or a pickle renamed to .safetensors is refused), its
+checksum matches, the description's architecture fields match the checksum the
+tensors file carries, and the tensors fit the modules the description describes.
+
+:meth:`InferenceModel.save_pretrained` / :meth:`InferenceModel.from_pretrained` follow
+the Hugging Face convention (``from_pretrained`` also takes a Hub repo id, which needs
+``huggingface_hub``); a local folder never touches the network.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -19,7 +24,21 @@ import numpy as np
 import torch
 
 from lossensemble.errors import UserError
-from lossensemble.io import read_json
+from lossensemble.inference.layout import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    LEGACY_CONFIG_FILE,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    config_path,
+    description_sha256,
+    model_dir,
+    read_spec,
+    select_heads,
+    sha256,
+    tensors_metadata,
+    write_folder,
+)
 from lossensemble.models import EnsembleModel
 
 __all__ = [
@@ -27,38 +46,15 @@ __all__ = [
     "FORMAT_VERSION",
     "MODEL_FILE",
     "CONFIG_FILE",
+    "LEGACY_CONFIG_FILE",
     "EmbeddedFiles",
     "InferenceModel",
     "model_dir",
     "read_spec",
     "select_heads",
+    "sha256",
     "load_model",
 ]
-
-MODEL_FORMAT = "lossensemble-inference-model"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "model.json"
-
-
-def sha256(data: bytes) -> str:
-    """Hex SHA-256 of ``data`` (the checksum stored in model.json)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def select_heads(embedding: str, head_names: list[str], compressor_meta: dict | None) -> list[str]:
-    """The heads an embedding needs (validates the embedding name)."""
-    if embedding == "ensemble":
-        return list(head_names)
-    if embedding == "compressed":
-        if compressor_meta is None:
-            raise UserError("this model has no compressor: train one with 'lossensemble compress RUN' "
-                            "(or compression.enabled=true), or export --embedding ensemble")
-        return list(head_names) if compressor_meta["variant"] == "mlp" else []
-    if embedding.startswith("heads.") and embedding[6:] in head_names:
-        return [embedding[6:]]
-    choices = ", ".join(["compressed", "ensemble"] + [f"heads.{n}" for n in head_names])
-    raise UserError(f"unknown embedding {embedding!r} (choose from {choices})")
 
 
 class EmbeddedFiles:
@@ -74,7 +70,7 @@ class InferenceModel(EnsembleModel):
     """One retrieval embedding of a trained ensemble: ``forward(images) -> (B, D)`` L2-normalised.
 
     An :class:`~lossensemble.models.EnsembleModel` holding only the parts the embedding
-    needs (the backbone, the heads it reads, the compressor), built from a model.json
+    needs (the backbone, the heads it reads, the compressor), built from a config.json
     description (``spec``); its forward is the model's own embedding code.
     ``transform`` is the evaluation transform (PIL image -> tensor);
     :meth:`embed_images` embeds paths or PIL images in batches.
@@ -85,7 +81,7 @@ class InferenceModel(EnsembleModel):
 
         backbone = build_backbone(spec["backbone"], pretrained=False, weights=None)
         if backbone.feature_dim != spec["feature_dim"]:
-            raise UserError(f"model.json: feature_dim {spec['feature_dim']} but backbone {spec['backbone']} "
+            raise UserError(f"field 'feature_dim' is {spec['feature_dim']} but backbone {spec['backbone']} "
                             f"gives {backbone.feature_dim}")
         super().__init__(backbone, list(spec["heads"]), int(spec["embedding_dim"]))
         self.spec = spec
@@ -94,6 +90,8 @@ class InferenceModel(EnsembleModel):
             meta = spec.get("compressor")
             self.set_compressor(compressor_from_meta(meta), meta["variant"])
         weights = spec.get("weights") or {}
+        if isinstance(weights, list):
+            weights = dict(zip(spec["head_names"], weights))
         self.register_buffer(
             "ensemble_weights",
             torch.tensor([float(weights.get(n, 0.0)) for n in self.head_names], dtype=torch.float32),
@@ -114,6 +112,41 @@ class InferenceModel(EnsembleModel):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write this model as a model folder (config.json, model.safetensors, README.md); returns it.
+
+        The Hugging Face convention: :meth:`from_pretrained` and :func:`load_model` read it back.
+        """
+        return write_folder(save_directory, {k: v for k, v in self.spec.items() if k != "onnx"},
+                            self.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, model_id: str | Path, *, device: str | torch.device = "cpu",
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, local_files_only: bool = False) -> "InferenceModel":
+        """Load a model folder, or download a Hugging Face Hub repo (``owner/name``) and load it.
+
+        A local folder is read directly (the network is never used); a repo id needs
+        ``huggingface_hub`` (``pip install 'lossensemble[hub]'``).
+        """
+        path = Path(model_id)
+        if path.exists() or not isinstance(model_id, str) or model_id.count("/") != 1:
+            return load_model(path, device=device)
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError:
+            raise UserError(f"{model_id!r} is not a local folder; downloading it from the Hugging Face Hub "
+                            "needs huggingface_hub: pip install 'lossensemble[hub]'") from None
+        try:
+            folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, token=token,
+                                       local_files_only=local_files_only,
+                                       allow_patterns=[CONFIG_FILE, MODEL_FILE, "README.md"])
+        except Exception as exc:  # offline, unknown repo, no access...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{model_id!r}: no such local folder, and it cannot be fetched from the "
+                            f"Hugging Face Hub ({first})") from None
+        return load_model(folder, device=device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         feats = self.forward_features(images)
@@ -179,58 +212,18 @@ class InferenceModel(EnsembleModel):
         return EmbeddedFiles(emb, kept, skipped)
 
 
-_REQUIRED = ("embedding", "output_dim", "backbone", "feature_dim", "head_names", "heads", "embedding_dim",
-             "image_size", "data_kind", "tensors_sha256")
-
-
-def model_dir(path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_file() and p.name in (MODEL_FILE, CONFIG_FILE):
-        p = p.parent
-    if not p.is_dir():
-        raise UserError(f"model folder not found: {p}")
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (p / name).is_file():
-            raise UserError(f"{p} is not an exported model (no {name}; create one with 'lossensemble export')")
-    return p
-
-
-def read_spec(path: str | Path) -> dict[str, Any]:
-    """The validated model.json of a model folder."""
-    folder = model_dir(path)
-    cfg_path = folder / CONFIG_FILE
-    spec = read_json(cfg_path)
-    if not isinstance(spec, dict) or spec.get("format") != MODEL_FORMAT:
-        raise UserError(f"{cfg_path}: not a lossensemble model description (format {MODEL_FORMAT!r} expected)")
-    if spec.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{cfg_path}: format version {spec.get('format_version')!r} is not supported "
-                        f"(this lossensemble reads version {FORMAT_VERSION})")
-    missing = [k for k in _REQUIRED if k not in spec]
-    if missing:
-        raise UserError(f"{cfg_path}: missing keys {', '.join(missing)}")
-    try:
-        expected = select_heads(spec["embedding"], list(spec["head_names"]), spec.get("compressor"))
-    except UserError as exc:
-        raise UserError(f"{cfg_path}: {exc}") from None
-    if list(spec["heads"]) != expected:
-        raise UserError(f"{cfg_path}: embedding {spec['embedding']!r} needs heads {expected}, "
-                        f"the file lists {spec['heads']}")
-    if spec["data_kind"] not in ("photo", "glyph"):
-        raise UserError(f"{cfg_path}: data_kind must be 'photo' or 'glyph'")
-    return spec
-
-
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> InferenceModel:
-    """Load an exported model folder (or its model.json / model.safetensors) for inference; no pickle.
+    """Load an exported model folder (or its config.json / model.safetensors) for inference; no pickle.
 
     Returns an eval-mode :class:`InferenceModel` on ``device``. Any damage (bad header,
-    truncation, a pickle in disguise, tensors that do not fit model.json) is a
-    :class:`UserError`.
+    truncation, a pickle in disguise, a description edited after export, tensors that
+    do not fit the description) is a :class:`UserError`.
     """
     from safetensors.torch import load
 
     folder = model_dir(path)
     spec = read_spec(folder)
+    cfg = config_path(folder).name
     file = folder / MODEL_FILE
     data = file.read_bytes()
     try:
@@ -239,13 +232,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Inferenc
         raise UserError(f"{file}: not a valid safetensors file, damaged or truncated "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if sha256(data) != spec["tensors_sha256"]:
-        raise UserError(f"{file}: contents differ from the checksum in {CONFIG_FILE} (modified after export?)")
-    model = InferenceModel(spec)
+        raise UserError(f"{file}: contents differ from the checksum in {cfg} (modified after export?)")
+    described = tensors_metadata(data).get("description_sha256")
+    if described is None and spec["format_version"] >= 2:
+        raise UserError(f"{file}: has no description checksum, which format version {spec['format_version']} "
+                        f"of {cfg} requires (not written by 'lossensemble export'?)")
+    if described is not None and described != description_sha256(spec):
+        raise UserError(f"{folder / cfg}: architecture or preprocessing fields differ from those the tensors were "
+                        "exported with (edited by hand?); export the model again")
+    try:
+        model = InferenceModel(spec)
+    except UserError as exc:
+        raise UserError(f"{folder / cfg}: {exc}") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise UserError(f"{file}: tensors do not match {CONFIG_FILE} ({lines[1] if len(lines) > 1 else lines[0]})"
+        raise UserError(f"{file}: tensors do not match {cfg} ({lines[1] if len(lines) > 1 else lines[0]})"
                         ) from None
     try:
         dev = torch.device(device)
