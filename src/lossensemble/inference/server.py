@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lossensemble.errors import UserError
 from lossensemble.inference.index import ImageIndex
-from lossensemble.inference.model import InferenceModel, load_model
+from lossensemble.inference.model import CONFIG_FILE, LEGACY_CONFIG_FILE, InferenceModel, load_model
 
 __all__ = ["create_app", "open_target", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
 
@@ -51,8 +51,8 @@ def open_target(path: str | Path, device: str = "cpu") -> tuple[InferenceModel, 
     if (p / "index.json").is_file():
         index = ImageIndex(p, device=device)
         return index.model, index
-    if p.is_dir() and not (p / "model.json").is_file():
-        raise UserError(f"{p} is neither an index folder (no index.json) nor an exported model (no model.json)")
+    if p.is_dir() and not any((p / name).is_file() for name in (CONFIG_FILE, LEGACY_CONFIG_FILE)):
+        raise UserError(f"{p} is neither an index folder (no index.json) nor an exported model (no {CONFIG_FILE})")
     return load_model(p, device=device), None
 
 
