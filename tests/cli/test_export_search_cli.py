@@ -8,28 +8,20 @@ import numpy as np
 import pytest
 
 from lossensemble.cli.main import main
-from lossensemble.config import load_config
 
-TINY = [
-    "data.image_size=32", "data.options.num_train_classes=20", "data.options.num_test_classes=20",
-    "data.options.images_per_class=16", "data.options.progress=false", "data.batch_size=16", "data.m_per_class=4",
-    "model.embedding_dim=16", "losses=[triplet,proxy_nca]", "train.steps_per_epoch=3", "train.epochs=1",
-    "train.device=cpu", "train.threads=1", "train.progress=false", "eval.nmi=false", "compression.epochs=1",
-]
+#: Added to the shared ``tiny_config`` (tests/conftest.py); compression dim = one head's 16.
+EXTRA = ("eval.nmi=false", "compression.epochs=1")
 
 
 @pytest.fixture(scope="module")
-def run_and_images(tmp_path_factory):
-    from lossensemble.data import DATASETS, build_dataset
-
-    if "glyphs" not in DATASETS:
-        pytest.skip("the glyphs dataset is not available yet")
+def run_and_images(tmp_path_factory, tiny_config):
+    from lossensemble.data import build_dataset
     from lossensemble.training import Trainer
 
     root = tmp_path_factory.mktemp("cli")
-    Trainer(load_config(overrides=TINY), root / "run").fit()
-    test = build_dataset("glyphs", "test", transform=None, num_train_classes=20, num_test_classes=20,
-                         images_per_class=16, progress=False)
+    cfg = tiny_config(*EXTRA)
+    Trainer(cfg, root / "run").fit()
+    test = build_dataset("glyphs", "test", transform=None, **cfg.data.options)
     images = root / "images"
     for i in range(0, 40):
         sub = images / f"class{int(test.labels[i]):02d}"

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from compression_helpers import glyphs_available, tiny_config
+from compression_helpers import NO_NMI
 
 
 @pytest.fixture(scope="session")
-def joint_run(tmp_path_factory):
+def joint_run(tmp_path_factory, tiny_config):
     """A finished tiny glyph run trained with joint compression (paper's mlp); returns its folder."""
-    if not glyphs_available():
-        pytest.skip("the glyphs dataset is not available yet")
     from lossensemble.training import Trainer
 
     root = tmp_path_factory.mktemp("joint") / "run"
-    Trainer(tiny_config("compression.enabled=true"), root).fit()
+    Trainer(tiny_config(NO_NMI, "compression.enabled=true"), root).fit()
     return root

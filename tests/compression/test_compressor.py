@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from compression_helpers import glyph_like_images, needs_glyphs
+from compression_helpers import glyph_like_images
 from lossensemble.models import build_compressor
 from lossensemble.training.joint import CompressorTrainer
 from lossensemble.losses.distance_matching import squared_distances
@@ -77,7 +77,6 @@ def test_direct_head_distances_correlate_with_the_ensemble(synthetic_embeddings)
     assert rho > 0.9
 
 
-@needs_glyphs
 def test_spearman_on_real_glyphs():
     from lossensemble.data import build_dataset
 

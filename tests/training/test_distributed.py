@@ -19,20 +19,8 @@ import torch.multiprocessing as mp
 from lossensemble import distributed
 
 WORLD = 2
-TINY = [
-    "data.image_size=32",
-    "data.options.num_train_classes=16",
-    "data.options.num_test_classes=16",
-    "train.epochs=1",
-    "train.steps_per_epoch=3",
-    "data.batch_size=16",
-    "losses=[triplet,proxy_nca]",
-    "train.threads=1",
-    "train.progress=false",
-    "weighting.scheme=learned",
-    "train.lr.weights=0.01",
-    "train.device=cpu",
-]
+#: Added to the shared tiny config: learned loss weights, so that the ranks must agree on them too.
+LEARNED = ("weighting.scheme=learned", "train.lr.weights=0.01")
 
 
 def _free_port() -> int:
@@ -107,7 +95,7 @@ def _dump(trainer, metrics, path: Path) -> None:
     torch.save({"state": state, "metrics": metrics, "history": trainer.history}, path)
 
 
-def _train_worker(rank: int, port: int, run: str, out: str) -> None:
+def _train_worker(rank: int, port: int, run: str, out: str, overrides: list[str]) -> None:
     """Train one epoch, then resume the run for a second one (every rank loads the checkpoint)."""
     import torch.distributed as dist
 
@@ -115,7 +103,7 @@ def _train_worker(rank: int, port: int, run: str, out: str) -> None:
     from lossensemble.training import Trainer
 
     _join(rank, port)
-    trainer = Trainer(load_config(None, TINY), run, progress=False)
+    trainer = Trainer(load_config(None, overrides), run, progress=False)
     _dump(trainer, trainer.fit(), Path(out) / f"epoch1-rank{rank}.pt")
     if rank == 0:
         cfg_path = Path(run) / "config.yaml"
@@ -137,10 +125,11 @@ def _assert_same_on_both_ranks(out: Path, stage: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resumes(tmp_path):
+def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resumes(tmp_path, tiny_config):
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
-    mp.spawn(_train_worker, args=(_free_port(), str(run), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_train_worker, args=(_free_port(), str(run), str(out), tiny_config.overrides(*LEARNED)), nprocs=WORLD,
+             join=True)
     first = _assert_same_on_both_ranks(out, "epoch1")
     # The learned weights moved, and their running means were folded from the same values.
     assert not torch.allclose(first["state"]["weights"], torch.full((2,), 0.5))
@@ -161,13 +150,13 @@ def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resum
 
 
 @pytest.mark.slow
-def test_torchrun_cli_trains(tmp_path):
+def test_torchrun_cli_trains(tmp_path, tiny_config):
     """``torchrun --nproc_per_node=2 -m lossensemble train`` end to end."""
     import json
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress", *TINY]
+           f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress", *tiny_config.overrides(*LEARNED)]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]

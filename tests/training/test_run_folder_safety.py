@@ -7,30 +7,19 @@ import json
 
 import pytest
 
-from lossensemble.config import load_config
 from lossensemble.errors import UserError
 from lossensemble.training import Trainer
 
-TINY = [
-    "data.image_size=32",
-    "data.options.num_train_classes=16",
-    "data.options.num_test_classes=16",
-    "data.batch_size=16",
-    "data.m_per_class=4",
-    "train.steps_per_epoch=1",
-    "train.epochs=1",
-    "train.progress=false",
-    "eval.batch_size=128",
-    "model.embedding_dim=16",
-    "losses=[triplet]",
-]
+#: One step of one loss: these tests are about the run folder, not the training.
+ONE_STEP = ("losses=[triplet]", "train.steps_per_epoch=1")
 
 
-def tiny(*extra: str):
-    return load_config(overrides=TINY + list(extra))
+@pytest.fixture()
+def tiny(tiny_config):
+    return lambda *extra: tiny_config(*ONE_STEP, *extra)
 
 
-def test_folder_of_other_files_is_refused_and_left_untouched(tmp_path):
+def test_folder_of_other_files_is_refused_and_left_untouched(tmp_path, tiny):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "config.yaml").write_text("my: own config\n")
@@ -43,14 +32,14 @@ def test_folder_of_other_files_is_refused_and_left_untouched(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "history.csv"]
 
 
-def test_empty_or_missing_folder_is_fine(tmp_path):
+def test_empty_or_missing_folder_is_fine(tmp_path, tiny):
     (tmp_path / "empty").mkdir()
     Trainer(tiny(), tmp_path / "empty")
     Trainer(tiny(), tmp_path / "new" / "run")
     assert (tmp_path / "new" / "run" / "config.yaml").is_file()
 
 
-def test_a_second_writer_of_the_same_run_folder_is_refused(tmp_path):
+def test_a_second_writer_of_the_same_run_folder_is_refused(tmp_path, tiny):
     fcntl = pytest.importorskip("fcntl")
     run = tmp_path / "run"
     trainer = Trainer(tiny(), run)
@@ -68,14 +57,14 @@ def test_a_second_writer_of_the_same_run_folder_is_refused(tmp_path):
 
 @pytest.mark.parametrize("override,match", [("data.name=no_such_dataset", "no_such_dataset"),
                                             ("data.batch_size=128", "data.batch_size")])
-def test_failed_setup_leaves_no_run_folder(tmp_path, override, match):
+def test_failed_setup_leaves_no_run_folder(tmp_path, override, match, tiny):
     extra = [override, "data.m_per_class=2"] if "batch_size" in override else [override]
     with pytest.raises(UserError, match=match):
         Trainer(tiny(*extra), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
-def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
+def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path, tiny):
     run = tmp_path / "run"
     Trainer(tiny(), run)
     stale = [run / ".history.csv.abc123.tmp", run / "checkpoints" / ".last.safetensors.xyz.tmp"]
@@ -90,7 +79,7 @@ def test_stale_temp_files_are_removed_on_start_and_on_resume(tmp_path):
     assert not any(p.exists() for p in stale)
 
 
-def test_resume_of_a_finished_run_keeps_the_post_hoc_compressed_metrics(tmp_path):
+def test_resume_of_a_finished_run_keeps_the_post_hoc_compressed_metrics(tmp_path, tiny):
     run = tmp_path / "run"
     Trainer(tiny(), run).fit()
     metrics = json.loads((run / "metrics.json").read_text())
@@ -103,7 +92,7 @@ def test_resume_of_a_finished_run_keeps_the_post_hoc_compressed_metrics(tmp_path
     assert set(again) == {"ensemble", "heads.triplet", "compressed"}
 
 
-def test_full_disk_while_checkpointing_says_how_much_space_and_what_is_kept(tmp_path, monkeypatch):
+def test_full_disk_while_checkpointing_says_how_much_space_and_what_is_kept(tmp_path, monkeypatch, tiny):
     import lossensemble.training.checkpoint as checkpoint
 
     run = tmp_path / "run"

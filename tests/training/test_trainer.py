@@ -8,33 +8,19 @@ import math
 import pytest
 import torch
 
-from lossensemble.config import load_config
 from lossensemble.errors import UserError
+from lossensemble.experiments.embeddings import run_test_embeddings
 from lossensemble.training import Trainer, TrainingDiverged
 from lossensemble.training.checkpoint import load_checkpoint
 from lossensemble.training.run import read_history
 
-TINY = [
-    "data.image_size=32",
-    "data.options.num_train_classes=16",
-    "data.options.num_test_classes=16",
-    "data.batch_size=16",
-    "data.m_per_class=4",
-    "train.steps_per_epoch=3",
-    "train.epochs=2",
-    "train.progress=false",
-    "eval.batch_size=128",
-    "model.embedding_dim=16",
-]
+#: What these tests trained before the shared tiny config: two epochs of the four default losses.
+ALL_LOSSES = "losses=[classification,triplet,binomial,proxy_nca]"
 
 
-def tiny(*extra: str):
-    return load_config(overrides=TINY + list(extra))
-
-
-def test_learned_weights_stay_above_floor_and_sum_near_one(tmp_path):
-    cfg = tiny("weighting.scheme=learned", "weighting.scale=running_mean", "train.lr.weights=0.05",
-               "weighting.prior=[2,1,2,3]")
+def test_learned_weights_stay_above_floor_and_sum_near_one(tmp_path, tiny_config):
+    cfg = tiny_config(ALL_LOSSES, "train.epochs=2", "weighting.scheme=learned", "weighting.scale=running_mean",
+                      "train.lr.weights=0.05", "weighting.prior=[2,1,2,3]")
     trainer = Trainer(cfg, tmp_path / "run")
     w0 = trainer.weighting.weights().clone()
     assert torch.allclose(w0, torch.tensor([2, 1, 2, 3]) / 8.0, atol=1e-6)
@@ -52,8 +38,8 @@ def test_learned_weights_stay_above_floor_and_sum_near_one(tmp_path):
     assert any(abs(hist[-1][f"scale_{n}"] - 1.0) > 1e-3 for n in ("triplet", "proxy_nca"))
 
 
-def test_run_folder_contents_and_metric_keys(tmp_path):
-    cfg = tiny("losses=[triplet,proxy_nca]", "train.epochs=1")
+def test_run_folder_contents_and_metric_values(tmp_path, tiny_config, retrieval_oracle):
+    cfg = tiny_config()
     metrics = Trainer(cfg, tmp_path / "run").fit()
     root = tmp_path / "run"
     for name in ("config.yaml", "history.csv", "metrics.json", "summary.json", "train.log",
@@ -63,15 +49,23 @@ def test_run_folder_contents_and_metric_keys(tmp_path):
     assert set(saved) == {"ensemble", "heads.triplet", "heads.proxy_nca"}
     for emb in saved.values():
         assert {"recall@1", "recall@2", "recall@4", "recall@8", "knn_acc", "map@r", "r_precision", "nmi"} <= set(emb)
-        assert all(0.0 <= v <= 100.0 for v in emb.values())
     for emb in saved:
         assert saved[emb] == pytest.approx(metrics[emb])
+    # The reported values are those of the saved model's test embeddings, recomputed by brute force.
+    test = run_test_embeddings(root, "last")
+    assert len(test.labels) == 16 * 16 and len(set(test.labels.tolist())) == 16
+    for emb, reported in saved.items():
+        expected = retrieval_oracle(test.embeddings[emb], test.labels)
+        for key, value in expected.items():
+            # float32 search vs float64 here: at most one query's neighbour may flip on a near-tie
+            assert reported[key] == pytest.approx(value, abs=100 / len(test.labels) + 1e-6), (emb, key)
+        assert reported["recall@1"] <= reported["recall@2"] <= reported["recall@4"] <= reported["recall@8"]
     summary = json.loads((root / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["embedding_sizes"]["ensemble"] == 32
 
 
-def test_single_head_model_trains_through_the_same_code(tmp_path):
-    cfg = tiny("losses=[binomial]", "train.epochs=1")
+def test_single_head_model_trains_through_the_same_code(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[binomial]")
     trainer = Trainer(cfg, tmp_path / "run")
     before = [p.detach().clone() for p in trainer.model.parameters()]
     metrics = trainer.fit()
@@ -81,8 +75,8 @@ def test_single_head_model_trains_through_the_same_code(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    cfg = tiny("losses=[classification,triplet]", "train.epochs=2", "weighting.scheme=learned",
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[classification,triplet]", "train.epochs=2", "weighting.scheme=learned",
                "train.lr.weights=0.01")
     full = Trainer(cfg, tmp_path / "full").fit()
 
@@ -102,12 +96,12 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
             assert torch.allclose(ta[k].float(), tb[k].float(), atol=1e-6), k
 
 
-def test_mid_epoch_interrupt_saves_and_resumes_exactly(tmp_path):
+def test_mid_epoch_interrupt_saves_and_resumes_exactly(tmp_path, tiny_config):
     import signal
 
     from lossensemble.training import TrainingInterrupted
 
-    cfg = tiny("losses=[triplet]", "train.epochs=1", "train.steps_per_epoch=4")
+    cfg = tiny_config("losses=[triplet]", "train.steps_per_epoch=4")
     full = Trainer(cfg, tmp_path / "full").fit()
 
     trainer = Trainer(cfg, tmp_path / "part")
@@ -134,8 +128,8 @@ def test_mid_epoch_interrupt_saves_and_resumes_exactly(tmp_path):
     assert rows_part[0]["loss_triplet"] == pytest.approx(rows_full[0]["loss_triplet"], rel=1e-5)
 
 
-def test_nan_loss_stops_with_a_message_naming_the_loss_and_keeps_the_checkpoint(tmp_path):
-    cfg = tiny("losses=[triplet,proxy_nca]", "train.epochs=2")
+def test_nan_loss_stops_with_a_message_naming_the_loss_and_keeps_the_checkpoint(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=2")
     trainer = Trainer(cfg, tmp_path / "run")
     trainer.cfg.train.epochs = 1
     trainer.fit()
@@ -150,8 +144,8 @@ def test_nan_loss_stops_with_a_message_naming_the_loss_and_keeps_the_checkpoint(
     assert (tmp_path / "run" / "checkpoints" / "last.safetensors").read_bytes() == good
 
 
-def test_non_finite_gradients_skip_the_step_without_touching_weights(tmp_path):
-    cfg = tiny("losses=[triplet]", "train.epochs=1", "train.steps_per_epoch=2")
+def test_non_finite_gradients_skip_the_step_without_touching_weights(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[triplet]", "train.steps_per_epoch=2")
     trainer = Trainer(cfg, tmp_path / "run")
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.model.heads["triplet"].weight.register_hook(lambda g: g * float("inf"))
@@ -162,8 +156,8 @@ def test_non_finite_gradients_skip_the_step_without_touching_weights(tmp_path):
     assert all(math.isfinite(float(p.detach().abs().sum())) for p in after)
 
 
-def test_existing_run_folder_needs_resume_and_resume_needs_a_checkpoint(tmp_path):
-    cfg = tiny("losses=[triplet]", "train.epochs=1", "train.steps_per_epoch=1")
+def test_existing_run_folder_needs_resume_and_resume_needs_a_checkpoint(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[triplet]", "train.steps_per_epoch=1")
     Trainer(cfg, tmp_path / "run").fit()
     with pytest.raises(UserError, match="already holds a run; resume it") as exc:
         Trainer(cfg, tmp_path / "run")
@@ -172,7 +166,7 @@ def test_existing_run_folder_needs_resume_and_resume_needs_a_checkpoint(tmp_path
         Trainer(None, tmp_path / "empty", resume=True)
 
 
-def test_read_only_output_folder_fails_before_training(tmp_path):
+def test_read_only_output_folder_fails_before_training(tmp_path, tiny_config):
     import os
 
     if os.geteuid() == 0:
@@ -186,16 +180,16 @@ def test_read_only_output_folder_fails_before_training(tmp_path):
         ro.chmod(0o500)
         target = ro / "run"
     with pytest.raises(UserError, match="output folder"):
-        Trainer(tiny(), target)
+        Trainer(tiny_config(), target)
 
 
-def test_batch_larger_than_the_classes_allow_is_a_clear_error(tmp_path):
+def test_batch_larger_than_the_classes_allow_is_a_clear_error(tmp_path, tiny_config):
     with pytest.raises(UserError, match="data.batch_size"):
-        Trainer(tiny("data.batch_size=128", "data.m_per_class=2"), tmp_path / "run")
+        Trainer(tiny_config("data.batch_size=128", "data.m_per_class=2"), tmp_path / "run")
 
 
-def test_gradnorm_weighting_trains_and_keeps_weights_normalised(tmp_path):
-    cfg = tiny("losses=[classification,triplet]", "train.epochs=1", "weighting.scheme=gradnorm",
+def test_gradnorm_weighting_trains_and_keeps_weights_normalised(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[classification,triplet]", "weighting.scheme=gradnorm",
                "train.lr.weights=0.05")
     trainer = Trainer(cfg, tmp_path / "run")
     trainer.fit()
@@ -204,7 +198,7 @@ def test_gradnorm_weighting_trains_and_keeps_weights_normalised(tmp_path):
     assert not torch.allclose(w, torch.full_like(w, 0.5)), "gradnorm should move the weights"
 
 
-def test_unknown_loss_is_reported_before_any_data_is_built(tmp_path, monkeypatch):
+def test_unknown_loss_is_reported_before_any_data_is_built(tmp_path, monkeypatch, tiny_config):
     import lossensemble.data as data
 
     def no_data(*a, **k):
@@ -212,4 +206,4 @@ def test_unknown_loss_is_reported_before_any_data_is_built(tmp_path, monkeypatch
 
     monkeypatch.setattr(data, "build_dataset", no_data)
     with pytest.raises(UserError, match="did you mean 'triplet'"):
-        Trainer(tiny("losses=[tripplet]"), tmp_path / "run")
+        Trainer(tiny_config("losses=[tripplet]"), tmp_path / "run")
