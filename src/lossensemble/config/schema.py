@@ -49,6 +49,9 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
     # Fraction of the training classes held out as a validation split (0 = none).
     val_fraction: float = 0.0
+    # Training augmentation: auto (the dataset kind's own), photo, glyph, none, or
+    # {name: ..., options: {...}} (e.g. {name: photo, options: {flip: false, crop_scale: [0.5, 1]}}).
+    augment: Any = "auto"
     batch_size: int = 64
     m_per_class: int = 4
     num_workers: int = 0

@@ -107,6 +107,7 @@ def build_dataset(
     transform: Callable | str | None = "auto",
     val_fraction: float = 0.0,
     seed: int = 0,
+    augment: Any = "auto",
     **options: Any,
 ) -> ImageDataset:
     """One split of a registered dataset as a torch ``Dataset`` of ``(image tensor, label)``.
@@ -118,6 +119,9 @@ def build_dataset(
     ``transform``: "auto" (train transforms for training splits, eval otherwise),
     ``None`` (items are RGB PIL images), or a callable on a PIL image.
     ``seed`` chooses the validation classes (and the glyph renders).
+    ``augment``: the training augmentation with ``transform="auto"`` (``data.augment``: ``auto``,
+    ``photo``, ``glyph``, ``none`` or ``{name: ..., options: {...}}``; see
+    :mod:`lossensemble.data.transforms`).
     ``options`` are dataset-specific (see ``DATASETS[name].options``).
     """
     source = get_source(name)(root, **options)
@@ -128,7 +132,7 @@ def build_dataset(
     dataset = source.build(split, val_fraction=float(val_fraction), seed=int(seed))
     if transform == "auto":
         size = int(image_size) if image_size is not None else source.default_image_size
-        dataset.transform = build_transforms(source.kind, size, train=split in TRAIN_LIKE_SPLITS)
+        dataset.transform = build_transforms(source.kind, size, train=split in TRAIN_LIKE_SPLITS, augment=augment)
     elif transform is None or callable(transform):
         dataset.transform = transform
     else:
@@ -144,7 +148,7 @@ def build_split(data_cfg: Any, split: str, transform: Callable | str | None = "a
     """
     d = data_cfg
     return build_dataset(d.name, split, root=d.root, image_size=d.image_size, val_fraction=d.val_fraction,
-                         transform=transform, **d.options)
+                         transform=transform, augment=d.augment, **d.options)
 
 
 def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -8,23 +8,62 @@ pipeline value for value), which the query path of ``search`` and ``serve`` shar
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from PIL import Image
 
+from lossensemble.errors import UserError
 from lossensemble.preprocess import IMAGENET_MEAN, IMAGENET_STD, KINDS, describe_eval, eval_array
+from lossensemble.registry import Registry, check_options
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "EvalTransform", "build_transforms"]
+__all__ = [
+    "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "EvalTransform", "augment_entry", "build_transforms", "check_augment",
+    "register_augmentation",
+]
 
 
-def build_transforms(kind: str, image_size: int, train: bool) -> Callable:
+#: Augmentations of the training split by name; each is a function
+#: ``(kind, image_size, *, options...) -> transform`` whose keyword-only arguments are its options.
+AUGMENTATIONS: Registry[Callable] = Registry("augmentation", key="data.augment")
+
+
+def register_augmentation(name: str) -> Callable[[Callable], Callable]:
+    """Register a training augmentation ``(kind, image_size, *, options...) -> transform`` under ``name``."""
+    return AUGMENTATIONS.register(name)
+
+
+def augment_entry(augment: Any) -> tuple[str, dict[str, Any]]:
+    """``data.augment`` as ``(name, options)``: a name, or ``{name: ..., options: {...}}``; checked.
+
+    Raises :class:`~lossensemble.errors.UserError` (one line) for an unknown name, an unknown
+    option or an option of the wrong type.
+    """
+    if isinstance(augment, str):
+        name, options = augment, {}
+    elif isinstance(augment, dict) and set(augment) <= {"name", "options"} and isinstance(augment.get("name"), str) \
+            and isinstance(augment.get("options", {}), dict):
+        name, options = augment["name"], dict(augment.get("options", {}))
+    else:
+        raise UserError(f"data.augment: expected a name ({', '.join(AUGMENTATIONS.names())}) or "
+                        f"{{name: ..., options: {{...}}}}, got {augment!r}")
+    fn = AUGMENTATIONS.get_or_raise(name)
+    return name, check_options(f"data.augment {name!r}", fn, options)
+
+
+def check_augment(augment: Any, kind: str = "photo") -> None:
+    """Check ``data.augment`` (name, options, values) before any long work; raises a one-line UserError."""
+    build_transforms(kind if kind in KINDS else "photo", 32, train=True, augment=augment)
+
+
+def build_transforms(kind: str, image_size: int, train: bool, augment: Any = "auto") -> Callable:
     """The transform from a PIL image to a normalised float tensor (3 x image_size x image_size).
 
-    Photos (the usual deep-metric-learning recipe): train = RandomResizedCrop + horizontal
-    flip; eval = resize to ``image_size * 256/224`` then centre crop. Glyphs: train = a small
-    random affine jitter (no flip: mirrored characters are other characters), eval = resize
-    only; glyphs become 3-channel tensors so the same backbones work. Both use ImageNet
-    normalisation so that pretrained backbones see familiar statistics.
+    Evaluation (``train=False``): for photos, resize to ``image_size * 256/224`` then centre
+    crop; for glyphs, resize only (:class:`EvalTransform`). Training: the augmentation
+    ``augment`` names (``data.augment``): ``auto`` (default) is the kind's own, ``photo``
+    for photos and ``glyph`` for glyphs; ``none`` trains on the evaluation transform. All
+    use ImageNet normalisation so that pretrained backbones see familiar statistics.
     """
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
@@ -32,18 +71,67 @@ def build_transforms(kind: str, image_size: int, train: bool) -> Callable:
         raise ValueError(f"unknown image kind {kind!r} (expected 'photo' or 'glyph')")
     if not train:
         return EvalTransform(kind, image_size)
+    name, options = augment_entry(augment)
+    return AUGMENTATIONS[name](kind, image_size, **options)
+
+
+@register_augmentation("auto")
+def _auto(kind: str, image_size: int) -> Callable:
+    """The image kind's own augmentation: ``photo`` for photos, ``glyph`` for glyphs."""
+    return AUGMENTATIONS[kind](kind, image_size)
+
+
+@register_augmentation("photo")
+def _photo(kind: str, image_size: int, *, crop_scale: list = (0.08, 1.0), crop_ratio: list = (0.75, 4 / 3),
+           flip: bool = True, color_jitter: float = 0.0) -> Callable:
+    """Photos: random resized crop (area fraction ``crop_scale``, aspect ``crop_ratio``), horizontal
+    flip (``flip``), optional colour jitter of strength ``color_jitter`` (brightness, contrast, saturation)."""
     from torchvision import transforms as T
 
-    normalise = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if kind == "photo":
-        steps = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
-        return T.Compose([T.Lambda(_to_rgb), *steps, *normalise])
-    steps = [
-        T.Resize((image_size, image_size)),
-        T.RandomAffine(degrees=5, translate=(0.04, 0.04), scale=(0.92, 1.08), shear=4,
-                       interpolation=T.InterpolationMode.BILINEAR, fill=255),
-    ]
-    return T.Compose([*steps, T.Grayscale(num_output_channels=3), *normalise])
+    lo, hi = _pair("crop_scale", crop_scale, 0.0, 1.0)
+    r_lo, r_hi = _pair("crop_ratio", crop_ratio, 0.0, float("inf"))
+    if not 0.0 <= float(color_jitter) <= 1.0:
+        raise UserError(f"data.augment 'photo': color_jitter must be in [0, 1], got {color_jitter!r}")
+    steps = [T.Lambda(_to_rgb), T.RandomResizedCrop(image_size, scale=(lo, hi), ratio=(r_lo, r_hi))]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    if color_jitter:
+        steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+@register_augmentation("glyph")
+def _glyph(kind: str, image_size: int, *, degrees: float = 5.0, translate: float = 0.04,
+           scale: list = (0.92, 1.08), shear: float = 4.0, flip: bool = False) -> Callable:
+    """Characters, logos, documents: a small random affine jitter on a white background; no flip by
+    default (mirrored characters are other characters); greyscale replicated to 3 channels."""
+    from torchvision import transforms as T
+
+    lo, hi = _pair("scale", scale, 0.0, float("inf"))
+    if not (0.0 <= float(translate) <= 1.0 and float(degrees) >= 0 and float(shear) >= 0):
+        raise UserError("data.augment 'glyph': translate must be in [0, 1], degrees and shear >= 0")
+    steps = [T.Resize((image_size, image_size)),
+             T.RandomAffine(degrees=float(degrees), translate=(float(translate), float(translate)), scale=(lo, hi),
+                            shear=float(shear), interpolation=T.InterpolationMode.BILINEAR, fill=255)]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose([*steps, T.Grayscale(num_output_channels=3), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+@register_augmentation("none")
+def _none(kind: str, image_size: int) -> Callable:
+    """No random augmentation: training images get the evaluation transform."""
+    return EvalTransform(kind, image_size)
+
+
+def _pair(option: str, value: Any, low: float, high: float) -> tuple[float, float]:
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok or not (low < float(value[0]) <= float(value[1]) <= high):
+        raise UserError(f"data.augment: {option} must be two numbers [min, max] with {low} < min <= max <= {high}, "
+                        f"got {value!r}")
+    return float(value[0]), float(value[1])
 
 
 class EvalTransform:

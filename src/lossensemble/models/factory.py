@@ -11,6 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from lossensemble.config import Config
+from lossensemble.data.registry import DATASETS
+from lossensemble.data.transforms import check_augment
 from lossensemble.errors import UserError
 from lossensemble.losses import build_loss, build_weighting, validate_losses
 from lossensemble.losses.distance_matching import OBJECTIVES
@@ -24,6 +26,7 @@ __all__ = ["build_components", "check_components", "attach_compressor"]
 def check_components(cfg: Config) -> None:
     """Check the registry names and options of ``cfg`` (fast: builds nothing large); raises :class:`UserError`."""
     validate_losses(cfg.losses, cfg.model.embedding_dim)
+    check_augment(cfg.data.augment, DATASETS[cfg.data.name].kind if cfg.data.name in DATASETS else "photo")
     build_weighting(cfg.weighting, [loss.name for loss in cfg.losses])
     name = cfg.model.backbone
     if not name.startswith("timm:") and name not in BACKBONES:
