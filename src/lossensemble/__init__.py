@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_dataset", "load_model"]
+__all__ = ["__version__", "LossEnsemble", "build_dataset", "load_model"]
 
 
 def __getattr__(name: str):
@@ -17,6 +17,10 @@ def __getattr__(name: str):
         from lossensemble.data import build_dataset
 
         return build_dataset
+    if name == "LossEnsemble":
+        from lossensemble.models.loss_ensemble import LossEnsemble
+
+        return LossEnsemble
     if name == "load_model":
         from lossensemble.inference.model import load_model
 

@@ -71,10 +71,17 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """One baseline learner: a loss by registry name with its own options."""
+    """One baseline learner: a loss by registry name (or ``pml:<ClassName>``) with its own options.
+
+    ``miner``: an optional pytorch-metric-learning miner for pml-backed losses,
+    ``{name: "pml:<Miner>", options: {...}}``. ``head``: the name of another loss of the
+    list whose embedding head this loss shares (default: a head of its own).
+    """
 
     name: str = "triplet"
     options: dict[str, Any] = field(default_factory=dict)
+    miner: dict[str, Any] | str | None = None
+    head: str | None = None
 
 
 def _default_losses() -> list[LossConfig]:
@@ -222,6 +229,10 @@ class Config:
         _check(len(self.losses) >= 1, "losses", "must name at least one loss")
         names = [loss.name for loss in self.losses]
         _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")
+        for i, loss in enumerate(self.losses):
+            owner = next((o for o in self.losses if o.name == loss.head and o is not loss), None)
+            _check(loss.head is None or (owner is not None and owner.head is None), f"losses.{i}.head",
+                   f"must name another loss of the list that has its own head, got {loss.head!r}")
         w = self.weighting
         _check(w.scale in ("none", "running_mean"), "weighting.scale",
                f"must be 'none' or 'running_mean'; got {w.scale!r}")

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from lossensemble.errors import UserError
 from lossensemble.registry import Registry, check_options, keyword_options
 
-__all__ = ["MetricLoss", "LOSSES", "register_loss", "available_losses", "build_loss", "loss_options"]
+__all__ = ["MetricLoss", "LOSSES", "register_loss", "register_loss_prefix", "available_losses", "build_loss",
+           "loss_options"]
 
 
 class MetricLoss(nn.Module):
@@ -72,6 +73,20 @@ def register_loss(name: str) -> Callable[[_L], _L]:
     return LOSSES.class_decorator(name, MetricLoss)
 
 
+#: Loss families named by a prefix (``pml:<ClassName>``): prefix -> ``cls(num_classes, embedding_dim, name, options)``.
+LOSS_PREFIXES: dict[str, type[MetricLoss]] = {}
+
+
+def register_loss_prefix(prefix: str) -> Callable[[_L], _L]:
+    """Class decorator making every name ``<prefix><rest>`` build ``cls(num_classes, embedding_dim, name, options)``."""
+
+    def decorate(cls: _L) -> _L:
+        LOSS_PREFIXES[prefix] = cls
+        return cls
+
+    return decorate
+
+
 def available_losses() -> list[str]:
     """The registered loss names, sorted."""
     return sorted(LOSSES)
@@ -89,11 +104,16 @@ def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: An
         UserError: unknown loss name (the message suggests the closest registered
             names), unknown option, an option of the wrong type or out of range.
     """
-    cls = LOSSES.get_or_raise(name)
+    prefixed = next((c for p, c in LOSS_PREFIXES.items() if isinstance(name, str) and name.startswith(p)), None)
+    if prefixed is None and (not isinstance(name, str) or name not in LOSSES):
+        raise UserError(LOSSES.unknown_message(name) + " (or pml:<ClassName>, any pytorch-metric-learning loss)")
+    cls = prefixed or LOSSES[name]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"loss '{name}': num_classes must be a positive integer, got {num_classes!r}")
     if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
         raise UserError(f"loss '{name}': embedding_dim must be a positive integer, got {embedding_dim!r}")
+    if prefixed is not None:
+        return prefixed(num_classes, embedding_dim, name, options)
     checked = check_options(f"loss '{name}'", cls, options)
     try:
         return cls(num_classes=num_classes, embedding_dim=embedding_dim, **checked)
@@ -102,12 +122,3 @@ def build_loss(name: str, *, num_classes: int, embedding_dim: int, **options: An
     except (TypeError, ValueError, AssertionError) as exc:
         raise UserError(f"loss '{name}': invalid options {checked}: {exc}") from exc
 
-
-def validate_losses(specs: Any, embedding_dim: int) -> None:
-    """Check loss names and options of a config's ``losses`` list before any data is loaded.
-
-    Each loss is built once for a dummy 2-class problem and thrown away, so a typo
-    in a name or an option is reported in seconds, not after the dataset is ready.
-    """
-    for spec in specs:
-        build_loss(spec.name, num_classes=2, embedding_dim=embedding_dim, **spec.options)

@@ -1,4 +1,5 @@
-"""Models: backbone registry, the shared-backbone ensemble of embedding heads, compressors, the factory.
+"""Models: backbone registry, the shared-backbone ensemble of embedding heads, compressors, the factory,
+and :class:`LossEnsemble` (heads + losses + weighting as one module, for your own training loop).
 
 Submodules are imported on first use (:mod:`lossensemble.lazy`), so importing the package is cheap.
 """
@@ -21,6 +22,8 @@ _EXPORTS = {
     "compressor_input": "compressor",
     "compressor_meta": "compressor",
     "EnsembleModel": "ensemble",
+    "build_heads": "ensemble",
+    "LossEnsemble": "loss_ensemble",
     "build_model": "ensemble",
     "ensemble_embedding": "ensemble",
     "independent_embedding": "ensemble",

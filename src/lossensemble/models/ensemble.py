@@ -11,7 +11,7 @@ distance is the weight-averaged sum of the heads' squared distances.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 
 from lossensemble.models.backbones import Backbone, build_backbone, freeze_batchnorm
 
-__all__ = ["EnsembleModel", "ensemble_embedding", "independent_embedding", "build_model"]
+__all__ = ["EnsembleModel", "build_heads", "ensemble_embedding", "independent_embedding", "build_model"]
 
 
 def ensemble_embedding(heads: Sequence[torch.Tensor], weights: torch.Tensor | Sequence[float]) -> torch.Tensor:
@@ -48,8 +48,29 @@ def independent_embedding(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(out, axis=1).astype(np.float32)
 
 
+def build_heads(feature_dim: int, head_names: Sequence[str], embedding_dim: int,
+                shared: Mapping[str, str] | None = None) -> nn.ModuleDict:
+    """One ``Linear(feature_dim, embedding_dim)`` per name, in order; ``shared[name] = owner`` reuses owner's.
+
+    A shared head is the same module under two names (one set of parameters): the
+    ensemble embedding then holds it twice, which gives the same distances as one
+    head weighted by the sum of the two weights.
+    """
+    shared = dict(shared or {})
+    distinct: dict[str, nn.Module] = {}
+    for n in head_names:
+        owner = shared.get(n, n)
+        if owner not in head_names or shared.get(owner, owner) != owner:
+            raise ValueError(f"head {n!r} shares {owner!r}, which is not a head of its own")
+        if owner not in distinct:
+            distinct[owner] = nn.Linear(feature_dim, embedding_dim)
+    return nn.ModuleDict({n: distinct[shared.get(n, n)] for n in head_names})
+
+
 class EnsembleModel(nn.Module):
     """Shared backbone + one embedding head per loss (``heads[name]``: Linear(F, d)).
+
+    ``shared`` (``{loss: other loss}``) lets a loss use another loss's head (see :func:`build_heads`).
 
     ``forward`` returns the raw head outputs in head order; the trainer normalises
     those whose loss expects unit vectors. ``embed`` gives retrieval embeddings.
@@ -63,12 +84,13 @@ class EnsembleModel(nn.Module):
         head_names: Sequence[str],
         embedding_dim: int,
         freeze_bn: bool = False,
+        shared: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head_names = list(head_names)
         self.embedding_dim = embedding_dim
-        self.heads = nn.ModuleDict({n: nn.Linear(backbone.feature_dim, embedding_dim) for n in head_names})
+        self.heads = build_heads(backbone.feature_dim, self.head_names, embedding_dim, shared)
         self.freeze_bn = freeze_bn
         self.compressor: nn.Module | None = None
         self.compressor_input = "ensemble"  # or "features" for the direct variant
@@ -156,7 +178,7 @@ class EnsembleModel(nn.Module):
         return fn
 
 
-def build_model(model_cfg, head_names: Sequence[str]) -> EnsembleModel:
-    """Build an :class:`EnsembleModel` from a :class:`~lossensemble.config.ModelConfig`."""
+def build_model(model_cfg, head_names: Sequence[str], shared: Mapping[str, str] | None = None) -> EnsembleModel:
+    """Build an :class:`EnsembleModel` from a :class:`~lossensemble.config.ModelConfig` (``shared``: see build_heads)."""
     backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.weights)
-    return EnsembleModel(backbone, head_names, model_cfg.embedding_dim, freeze_bn=model_cfg.freeze_bn)
+    return EnsembleModel(backbone, head_names, model_cfg.embedding_dim, freeze_bn=model_cfg.freeze_bn, shared=shared)

@@ -14,7 +14,7 @@ from lossensemble.config import Config
 from lossensemble.data.registry import DATASETS
 from lossensemble.data.transforms import check_augment
 from lossensemble.errors import UserError
-from lossensemble.losses import build_loss, build_weighting, validate_losses
+from lossensemble.losses import build_loss_entries, build_weighting, shared_heads, validate_losses
 from lossensemble.losses.distance_matching import OBJECTIVES
 from lossensemble.models.backbones import BACKBONES
 from lossensemble.models.compressor import VARIANTS, compressor_from_meta
@@ -39,13 +39,13 @@ def check_components(cfg: Config) -> None:
 
 
 def build_components(cfg: Config, num_classes: int) -> tuple[EnsembleModel, nn.ModuleList, nn.Module]:
-    """The model, the losses (one per head, for ``num_classes`` training classes) and the weighting of ``cfg``."""
+    """The model, the losses (one per head name, for ``num_classes`` training classes) and the weighting of ``cfg``.
+
+    A loss with ``head: <other loss>`` gets the other loss's head under its own name (one module).
+    """
     names = [loss.name for loss in cfg.losses]
-    losses = nn.ModuleList(
-        [build_loss(loss.name, num_classes=num_classes, embedding_dim=cfg.model.embedding_dim, **loss.options)
-         for loss in cfg.losses]
-    )
-    model = build_model(cfg.model, names)
+    losses = build_loss_entries(cfg.losses, num_classes=num_classes, embedding_dim=cfg.model.embedding_dim)
+    model = build_model(cfg.model, names, shared=shared_heads(cfg.losses))
     weighting = build_weighting(cfg.weighting, names)
     return model, losses, weighting
 
