@@ -25,17 +25,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lossensemble import distributed
-from lossensemble.config import Config, load_config
+from lossensemble.config import Config, config_to_dict, load_config
 from lossensemble.data import MPerClassBatchSampler, build_split, collate_batch
-from lossensemble.errors import LossEnsembleError, UserError
+from lossensemble.errors import UserError
 from lossensemble.evaluation import evaluate_model, evaluate_model_sharded
 from lossensemble.models import build_components, check_components
 from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
+from lossensemble.training.exceptions import NothingToResume, RunExists, TrainingDiverged, TrainingInterrupted
+from lossensemble.training.loggers import LoggerContext, build_loggers, epoch_extras, evaluate_keeping
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.module import TrainingModule, all_reduce_mean_float
 from lossensemble.training.run import (RunPaths, check_run_folder, merge_metrics, prepare_run_folder, run_lock,
-                                       write_history, write_json)
+                                       write_json)
 from lossensemble.training.resume import SkipFirstBatches
 from lossensemble.training.signals import StopFlag, catch_stop_signals
 from lossensemble.training.summary import run_summary, short_row
@@ -46,26 +48,6 @@ log = logging.getLogger("lossensemble.training")
 
 # Consecutive steps with non-finite gradients tolerated (skipped) before giving up.
 MAX_BAD_STEPS = 10
-
-
-class TrainingDiverged(UserError):
-    """A loss became NaN/inf; the message says which checkpoint (if any) is kept."""
-
-
-class TrainingInterrupted(LossEnsembleError):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved in ``run_dir`` and the run can be resumed."""
-
-    def __init__(self, message: str, run_dir: Path) -> None:
-        super().__init__(message)
-        self.run_dir = run_dir
-
-
-class RunExists(UserError):
-    """The output folder already holds a run (resume it with ``resume=True`` or choose another folder)."""
-
-
-class NothingToResume(UserError):
-    """``resume=True`` but the folder holds no checkpoint."""
 
 
 class Trainer:
@@ -99,6 +81,7 @@ class Trainer:
         self._partial: dict[str, dict] | None = None  # running sums of an interrupted epoch
         self._resume_rng: torch.Tensor | None = None
         self._last_test: dict | None = None
+        self._test_embeddings = None  # (embeddings, labels) of the final test evaluation, for the loggers
         self.history: list[dict[str, Any]] = []
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0
@@ -117,6 +100,7 @@ class Trainer:
         cfg = self.cfg
         d = cfg.data
         self.device = self.dist.device
+        self.loggers = build_loggers(cfg.train.logger_entries(), enabled=self.dist.is_main)  # checked up front
         # Components are initialised from cfg.seed (the same on every rank) on a forked RNG:
         # the caller's random state is left as it was.
         with torch.random.fork_rng(devices=[]):
@@ -259,13 +243,21 @@ class Trainer:
             root.setLevel(logging.INFO)  # train.log gets the progress lines; restored below
         elif not self.dist.is_main:
             root.setLevel(logging.WARNING)  # only rank 0 logs progress
+        status = "failed"
         try:
             with run_lock(self.paths, self.dist.is_main):  # one writer per run folder
+                self.loggers.open(LoggerContext(self.paths.root.resolve(), self.paths.root.resolve().name,
+                                                config_to_dict(self.cfg), self.resume, self.global_step))
                 with catch_stop_signals(self._stop):
                     while self.epoch < self.cfg.train.epochs:
                         self._run_epoch()
-                return self._finish()
+                test, status = self._finish(), "finished"
+                return test
+        except (TrainingInterrupted, KeyboardInterrupt):
+            status = "interrupted"
+            raise
         finally:
+            self.loggers.close(status)
             root.removeHandler(file_handler)
             root.setLevel(level)
             file_handler.close()
@@ -310,6 +302,7 @@ class Trainer:
                 self.step_in_epoch += 1
                 self.global_step += 1
                 if values is not None:
+                    self.loggers.log_step(self.global_step, values)
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v
                         counts[k] = counts.get(k, 0) + 1
@@ -322,7 +315,8 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self.train_seconds += time.perf_counter() - start
+            epoch_seconds = time.perf_counter() - start
+            self.train_seconds += epoch_seconds
             self.skipped_images += epoch_skipped
             if epoch_skipped:
                 log.warning("epoch %d: %d unreadable images skipped", epoch + 1, epoch_skipped)
@@ -332,6 +326,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step}
         row.update({k: sums[k] / counts[k] for k in sums})
         row["lr_backbone"] = self.optimizer.param_groups[0]["lr"]
+        extras = epoch_extras(self.optimizer, epoch_seconds, self.step_in_epoch - skip, self.train_seconds)
         self.scheduler.step()
         self.epoch += 1
         self.step_in_epoch = 0
@@ -339,8 +334,7 @@ class Trainer:
         if self.epoch % cfg.train.eval_every == 0 or last:
             self._evaluate_into(row)
         self.history.append(row)
-        if self.dist.is_main:
-            write_history(self.paths.history, self.history)
+        self.loggers.log_epoch(self.history, extras)  # history.csv is the csv logger's
         if self.epoch % cfg.train.checkpoint_every == 0 or last:
             self._save_state(self.paths.last)
         log.info("epoch %d/%d: %s", self.epoch, cfg.train.epochs, short_row(row))
@@ -371,12 +365,17 @@ class Trainer:
         """``images -> {name: embedding}`` with the current weights (what evaluation calls)."""
         return self.model.embed_fn(self.weighting.weights().detach().to(self.device), amp=self.use_amp)
 
-    def evaluate(self, dataset) -> dict[str, dict[str, float]]:
+    def evaluate(self, dataset, keep: bool = False) -> dict[str, dict[str, float]]:
         """Metrics of every embedding (heads, ensemble, compressed) on ``dataset``.
 
         On several ranks each embeds every ``world_size``-th item; rank 0 computes the
-        metrics once and sends them to all (every rank must call this).
+        metrics once and sends them to all (every rank must call this). ``keep`` keeps
+        the embeddings for the loggers (one process only; they are not recomputed).
         """
+        if keep and not self.dist.active and self.loggers.wants_embeddings:
+            test, self._test_embeddings = evaluate_keeping(self.embed_fn(), dataset, device=self.device,
+                                                           progress=self.progress, **self.cfg.eval_options())
+            return test
         if not self.dist.active:
             return evaluate_model(self.embed_fn(), dataset, device=self.device, progress=self.progress,
                                   **self.cfg.eval_options())
@@ -385,7 +384,7 @@ class Trainer:
 
     def _evaluate_into(self, row: dict[str, Any]) -> None:
         self.model.eval()
-        test = self.evaluate(self.test_set)
+        test = self.evaluate(self.test_set, keep=self.epoch == self.cfg.train.epochs)
         for emb, metrics in test.items():
             for k, v in metrics.items():
                 row[f"test/{emb}/{k}"] = v
@@ -407,12 +406,13 @@ class Trainer:
         test = self._last_test
         if test is None:  # resumed after the last epoch finished: evaluate again
             self.model.eval()
-            test = self.evaluate(self.test_set)
+            test = self.evaluate(self.test_set, keep=True)
         if not self.dist.is_main:
             return test
         write_json(self.paths.metrics, merge_metrics(self.paths, test, self.compression is not None))
         summary = run_summary(self)
         write_json(self.paths.summary, summary)
+        self.loggers.log_final(self.global_step, test, summary, self._test_embeddings)
         if self.skipped_images:
             log.warning("%d unreadable images were skipped during training", self.skipped_images)
         log.info("finished: results in %s", self.paths.root)
