@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
             if not paths.config.is_file():
                 raise UserError(f"--resume {args.resume}: not a run folder (no config.yaml)")
             cfg = load_config(paths.config)
+            if paths.last.is_file():  # a foreign or hand-edited checkpoint: one line, nothing written
+                from lossensemble.training.resume import check_resumable
+
+                check_resumable(paths.last, cfg.train.epochs)
             ctx = prepare_process(cfg)
-            trainer = Trainer(None, args.resume, resume=True, progress=progress, dist=ctx)
+            trainer = _resume_trainer(args, Trainer, progress, ctx, paths.last)
         else:
             if not args.output:
                 raise UserError("-o/--output RUN is required (the run folder to create)")
@@ -64,5 +68,32 @@ def run(args: argparse.Namespace) -> int:
         distributed.teardown()  # leave the process group of a torchrun launch (no-op otherwise)
     if trainer.dist.is_main:
         print(format_table(metrics))
+        _print_evaluation_warnings(metrics)
         print(f"\nrun folder: {trainer.paths.root}")
     return 0
+
+
+def _resume_trainer(args, trainer_cls, progress, ctx, last):
+    """``Trainer(resume=True)``; a checkpoint whose state the optimiser or scheduler refuses is one line.
+
+    Loading happens before the run folder is touched, so nothing has been written when it fails.
+    """
+    try:
+        return trainer_cls(None, args.resume, resume=True, progress=progress, dist=ctx)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--resume {args.resume}: {last} does not fit this run ({type(exc).__name__}: "
+                        f"{detail[:200]}); nothing was written") from None
+
+
+def _print_evaluation_warnings(metrics) -> None:
+    """The degenerate-evaluation warnings of the final test metrics, once each, on stderr."""
+    from lossensemble.evaluation import metric_warnings
+
+    seen: list[str] = []
+    for values in metrics.values():
+        seen.extend(w for w in metric_warnings(values) if w not in seen)
+    for message in seen:
+        print(f"lossensemble: warning: test metrics: {message}", file=sys.stderr)

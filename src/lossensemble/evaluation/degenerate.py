@@ -45,6 +45,8 @@ class MetricResults(dict):
     def __init__(self, values: Mapping[str, float] | Iterable = (), warnings: Iterable[str] = ()) -> None:
         super().__init__(values)
         self.warnings: list[str] = list(warnings)
+        #: Images that could not be read when the embeddings were extracted (set by evaluate_model).
+        self.skipped_images = 0
 
 
 def metric_warnings(metrics: Any) -> list[str]:

@@ -8,6 +8,7 @@ trainer, post-hoc compression, the CLI and users' own code share them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -15,7 +16,8 @@ import torch
 
 from lossensemble import distributed
 from lossensemble.evaluation.extract import evaluation_indices, extract_embeddings
-from lossensemble.evaluation.metrics import compute_metrics
+from lossensemble.evaluation.degenerate import MetricResults
+from lossensemble.evaluation.metrics import EvaluationWarning, compute_metrics
 
 __all__ = ["query_gallery_masks", "score_embeddings", "evaluate_model", "evaluate_model_sharded"]
 
@@ -45,12 +47,14 @@ def evaluate_model(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1, 2, 4, 8
                    device: torch.device | str = "cpu", max_items: int | None = None, seed: int = 0,
                    progress: bool = False) -> dict[str, dict[str, float]]:
     """Embed ``dataset`` with ``embed_fn`` and compute the metrics of every embedding it returns."""
+    indices = evaluation_indices(len(dataset), max_items, seed)
     embeddings, labels, kept = extract_embeddings(
         embed_fn, dataset, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress,
-        max_items=max_items, seed=seed,
+        indices=indices,
     )
-    return score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
-                            **query_gallery_masks(dataset, kept))
+    note = _unreadable_note(len(indices), len(kept))
+    return _with_unreadable(score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
+                                             **query_gallery_masks(dataset, kept)), len(indices) - len(kept), note)
 
 
 def evaluate_model_sharded(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1, 2, 4, 8), distance: str = "cosine",
@@ -66,9 +70,33 @@ def evaluate_model_sharded(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1,
     results = None
     if shards is not None:
         embeddings, labels, kept = _merge_shards(shards)
-        results = score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
-                                   **query_gallery_masks(dataset, kept))
+        note = _unreadable_note(len(indices), len(kept))
+        results = _with_unreadable(score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
+                                                    **query_gallery_masks(dataset, kept)), len(indices) - len(kept),
+                                   note)
     return distributed.broadcast_object(results)
+
+
+def _unreadable_note(evaluated: int, kept: int) -> str | None:
+    """Warn (EvaluationWarning) about images that could not be read; the message, or None when all were."""
+    if kept == evaluated:
+        return None
+    message = (f"{evaluated - kept} of {evaluated} images could not be read: left out of the evaluation "
+               "(the metrics are over the other items)")
+    warnings.warn(message, EvaluationWarning, stacklevel=3)
+    return message
+
+
+def _with_unreadable(results: dict[str, Any], skipped: int, note: str | None) -> dict[str, MetricResults]:
+    """Every embedding's metrics with ``skipped_images`` (unreadable at evaluation) and its warning."""
+    out = {}
+    for name, metrics in results.items():
+        metrics = metrics if isinstance(metrics, MetricResults) else MetricResults(metrics)
+        metrics.skipped_images = skipped
+        if note is not None:
+            metrics.warnings.insert(0, note)
+        out[name] = metrics
+    return out
 
 
 def _merge_shards(shards: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]):

@@ -24,6 +24,7 @@ from lossensemble.io import atomic_write_bytes
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "read_checkpoint_header",
     "flatten_optimizer_state",
     "unflatten_optimizer_state",
 ]
@@ -48,20 +49,49 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file is a clear error."""
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged or foreign file is a clear error."""
+    path = Path(path)
+    read_checkpoint_header(path)  # a foreign file fails here, before its tensors are read
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: damaged or not a lossensemble checkpoint ({exc})") from None
+    _, state = read_checkpoint_header(path)
+    return tensors, state
+
+
+def read_checkpoint_header(path: str | Path) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict[str, Any]]:
+    """The tensor names (with dtype and shape) and the JSON state of a checkpoint, without reading its tensors.
+
+    A missing file, a damaged header, a safetensors file without lossensemble's state
+    (a foreign checkpoint) or a state that is not a JSON object is a one-line :class:`UserError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        tensors = load_file(str(path))
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-        state = json.loads(meta.get(_META_KEY, "{}"))
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+            names = {}
+            for name in fh.keys():
+                sl = fh.get_slice(name)
+                names[name] = (str(sl.get_dtype()), tuple(sl.get_shape()))
+    except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: damaged or not a lossensemble checkpoint ({exc})") from None
-    return tensors, state
+    if _META_KEY not in meta:
+        keys = ", ".join(sorted(meta)) or "none"
+        raise UserError(f"{path}: not a lossensemble checkpoint (a safetensors file without '{_META_KEY}' "
+                        f"metadata; its metadata keys: {keys})")
+    try:
+        state = json.loads(meta[_META_KEY])
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: damaged checkpoint metadata ('{_META_KEY}' is not valid JSON: {exc})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: damaged checkpoint metadata ('{_META_KEY}' is a JSON {type(state).__name__}, "
+                        "expected an object)")
+    return names, state
 
 
 def flatten_optimizer_state(opt: torch.optim.Optimizer, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], dict]:

@@ -10,7 +10,7 @@ import torch
 from lossensemble import __version__
 from lossensemble.config import config_to_dict
 
-__all__ = ["run_summary", "embedding_sizes", "short_row"]
+__all__ = ["run_summary", "embedding_sizes", "short_row", "data_and_evaluation_issues"]
 
 
 def run_summary(trainer) -> dict[str, Any]:
@@ -34,9 +34,31 @@ def run_summary(trainer) -> dict[str, Any]:
         # Training throughput over all ranks (unreadable images and skipped steps aside).
         "images_per_second": round(trainer.cfg.data.batch_size * trainer.dist.world_size * steps
                                    / max(trainer.train_seconds, 1e-9), 2),
+        **data_and_evaluation_issues(trainer),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "config": config_to_dict(trainer.cfg),
+    }
+
+
+def data_and_evaluation_issues(trainer, test: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What went wrong outside training steps, for summary.json.
+
+    ``eval_skipped_images``: test images that could not be read at the final evaluation;
+    ``evaluation_warnings``: the degenerate-evaluation messages of the final test metrics, by
+    embedding (empty when none); ``data_issues``: each split's ``data_issues`` (duplicates
+    dropped, ...), splits without any left out. ``test`` defaults to the trainer's last test metrics.
+    """
+    from lossensemble.evaluation import metric_warnings
+
+    test = test if test is not None else (getattr(trainer, "_last_test", None) or {})
+    splits = {"train": getattr(trainer, "train_set", None), "val": getattr(trainer, "val_set", None),
+              "test": getattr(trainer, "test_set", None)}
+    issues = {name: dict(ds.data_issues) for name, ds in splits.items() if getattr(ds, "data_issues", None)}
+    return {
+        "eval_skipped_images": max((int(getattr(m, "skipped_images", 0)) for m in test.values()), default=0),
+        "evaluation_warnings": {name: metric_warnings(m) for name, m in test.items() if metric_warnings(m)},
+        "data_issues": issues,
     }
 
 
