@@ -245,7 +245,13 @@ def check_spec(spec: Any, where: Path) -> dict[str, Any]:
 def read_spec(path: str | Path) -> dict[str, Any]:
     """The validated description (config.json, or model.json of an older export) of a model folder."""
     cfg_path = config_path(model_dir(path))
-    return check_spec(read_json(cfg_path), cfg_path)
+    try:
+        data = read_json(cfg_path)
+    except (RecursionError, ValueError) as exc:  # nesting too deep, an integer of thousands of digits
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"{cfg_path}: not a usable JSON description ({type(exc).__name__})") from None
+    return check_spec(data, cfg_path)
 
 
 def tensors_metadata(data: bytes) -> dict[str, str]:
