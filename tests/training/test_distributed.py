@@ -6,6 +6,7 @@ one torch thread each.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -92,6 +93,7 @@ def _dump(trainer, metrics, path: Path) -> None:
     """Save what must agree across ranks: all state tensors, the weights, metrics and history."""
     state = {k: v.detach().clone() for k, v in trainer._state_tensors().items()}
     state["weights"] = trainer.weighting.weights().clone()
+    metrics = json.loads(json.dumps(metrics))  # plain data, as metrics.json holds it (torch.load takes no classes)
     torch.save({"state": state, "metrics": metrics, "history": trainer.history}, path)
 
 
@@ -152,8 +154,6 @@ def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resum
 @pytest.mark.slow
 def test_torchrun_cli_trains(tmp_path, tiny_config):
     """``torchrun --nproc_per_node=2 -m lossensemble train`` end to end."""
-    import json
-
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress", *tiny_config.overrides(*LEARNED)]
