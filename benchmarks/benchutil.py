@@ -22,6 +22,8 @@ TITLES = {
     "input_pipeline": "Input pipeline",
     "demo": "Demo wall time",
     "gpu": "GPU (not run)",
+    "cli_start": "CLI start-up",
+    "ann": "Approximate indexes",
 }
 
 

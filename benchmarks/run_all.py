@@ -45,10 +45,12 @@ BENCHES: dict[str, tuple[str, list[str], list[str], bool]] = {
     "demo": ("bench_demo.py", ["--quick"], [], True),
     "search": ("bench_search.py", ["--queries", "300", "--repeats", "3", "--embed-repeats", "20"], [], True),
     "eval": ("bench_eval.py", [], [], False),
+    "cli_start": ("bench_cli_start.py", ["--repeats", "3"], [], True),
+    "ann": ("bench_ann.py", ["--n", "100000", "--queries", "300"], [], True),
 }
 SECTIONS = {  # where each bench writes in BENCHMARKS.md
     "train_step": "Training step overhead", "input_pipeline": "Input pipeline", "demo": "Demo wall time",
-    "search": "Search", "eval": "Evaluation",
+    "search": "Search", "eval": "Evaluation", "cli_start": "CLI start-up", "ann": "Approximate indexes",
 }
 
 GPU_TEXT = """\
