@@ -50,3 +50,14 @@ def test_json_output(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} >= {"glyphs", "sop"}
     assert next(r for r in rows if r["name"] == "sop")["status"] == "not found"
+
+
+def test_user_data_rows_name_the_config_override(tmp_path, capsys):
+    assert main(["datasets", "--root-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("folder", "csv"):
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert "(pass data.root=...)" in line  # the CLI override syntax, not the Python keyword
+    assert main(["datasets", "--root-dir", str(tmp_path), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["folder"]["location"] == "(pass data.root=...)"

@@ -62,10 +62,11 @@ def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys):
     assert main(["train", "-o", str(run), "--no-progress", *TINY]) == 0
     out = capsys.readouterr().out
     assert "ensemble" in out and "heads.triplet" in out and "run folder:" in out
-    assert main(["evaluate", str(run), "--json", str(tmp_path / "m.json")]) == 0
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "m.json")]) == 0
     again = json.loads((tmp_path / "m.json").read_text())
     saved = json.loads((run / "metrics.json").read_text())
     for emb in saved:
+        assert again[emb].pop("warnings") == []
         assert again[emb] == pytest.approx(saved[emb], abs=1e-6)
     # a config whose embedding size no longer fits the checkpoint: one-line error, exit 2
     cfg_path = run / "config.yaml"
@@ -74,3 +75,82 @@ def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys):
     assert main(["evaluate", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "does not match" in err and "(8," in err and "(16," in err and "model.embedding_dim" in err
+
+
+# ----------------------------------------------------------------------------- one tiny run, shared
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "-o", str(run), "--no-progress", *TINY]) == 0
+    return run
+
+
+def test_evaluate_json_goes_to_stdout_and_output_to_a_file(tiny_run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_run), "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)  # stdout is only the JSON
+    assert set(data) == {"heads.triplet", "heads.binomial", "ensemble"}
+    assert all(isinstance(v["warnings"], list) for v in data.values())
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(tiny_run), "--no-progress", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "ensemble" in captured.out and "R@1" in captured.out  # the table
+    assert json.loads(out.read_text())["ensemble"]["recall@1"] == pytest.approx(data["ensemble"]["recall@1"])
+    (tmp_path / "keep.txt").write_text("not json")
+    assert main(["evaluate", str(tiny_run), "-o", str(tmp_path / "keep.txt")]) == 2
+    assert "not a JSON file" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "not json"
+
+
+def test_evaluate_shows_the_compressed_embedding_after_compress(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["compress", str(run), "--epochs", "1", "--no-progress"]) == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--no-progress"]) == 0  # default: the last checkpoint
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert "compressed" in data and "compressed.safetensors" in captured.err
+    assert data["compressed"]["recall@1"] == pytest.approx(saved["compressed"]["recall@1"], abs=1e-6)
+    assert data["ensemble"]["recall@1"] == pytest.approx(saved["ensemble"]["recall@1"], abs=1e-6)
+    # compressed from "last": --checkpoint best of a one-epoch run is another file, so no compressed row
+    assert main(["evaluate", str(run), "--json", "--no-progress", "--checkpoint", "best"]) == 0
+    captured = capsys.readouterr()
+    assert "compressed" not in json.loads(captured.out)
+
+
+def test_config_by_name_says_which_file_it_read(tmp_path, capsys):
+    assert main(["train", "-c", "glyphs-demo", "-o", str(tmp_path / "r"), "train.epochz=1"]) == 2
+    err = capsys.readouterr().err
+    assert "lossensemble: config glyphs-demo: read " in err and "glyphs-demo.yaml" in err
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("seed: 1\n")
+    assert main(["train", "-c", str(cfg), "-o", str(tmp_path / "r"), "train.epochz=1"]) == 2
+    assert "config" not in capsys.readouterr().err.split("error:")[0]  # a path given: nothing to say
+
+
+@pytest.mark.parametrize("sub", ["train", "compare", "demo", "evaluate", "embed", "index", "compress"])
+def test_long_commands_have_no_progress(sub, capsys):
+    with pytest.raises(SystemExit):
+        main([sub, "--help"])
+    assert "--no-progress" in capsys.readouterr().out
+
+
+def test_progress_is_off_without_a_terminal_or_with_no_progress(monkeypatch):
+    import argparse
+
+    from lossensemble.cli.common import progress_enabled, show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert progress_enabled(argparse.Namespace(no_progress=False)) is False
+    assert show_progress(argparse.Namespace(no_progress=False)) is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert progress_enabled(argparse.Namespace(no_progress=False)) is None  # the config decides
+    assert show_progress(argparse.Namespace(no_progress=False)) is True
+    assert progress_enabled(argparse.Namespace(no_progress=True)) is False
+    assert show_progress(argparse.Namespace(no_progress=True)) is False

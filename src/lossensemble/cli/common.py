@@ -8,7 +8,8 @@ from pathlib import Path
 from lossensemble.errors import UserError
 
 __all__ = ["packaged_configs", "resolve_config", "add_overrides_argument", "load_run_config", "prepare_process",
-           "progress_enabled", "add_json_arguments", "check_output_file", "emit_json"]
+           "progress_enabled", "show_progress", "add_progress_argument", "add_json_arguments", "check_output_file",
+           "emit_json"]
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -51,7 +52,12 @@ def load_run_config(name_or_path: str | None, overrides: list[str]):
     from lossensemble.config import load_config
     from lossensemble.models import check_components
 
-    cfg = load_config(resolve_config(name_or_path), overrides)
+    path = resolve_config(name_or_path)
+    if path is not None and not Path(name_or_path).is_file():  # found by name: say which file it is
+        import sys
+
+        print(f"lossensemble: config {name_or_path}: read {path}", file=sys.stderr)
+    cfg = load_config(path, overrides)
     check_components(cfg)
     return cfg
 
@@ -70,6 +76,17 @@ def progress_enabled(args) -> bool | None:
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         return False
     return None
+
+
+def show_progress(args) -> bool:
+    """Progress bars for a command without a config: on unless ``--no-progress`` or stderr is not a terminal."""
+    return progress_enabled(args) is not False
+
+
+def add_progress_argument(parser) -> None:
+    """``--no-progress``, on every long-running command."""
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (also off when stderr is not a terminal)")
 
 
 def add_json_arguments(parser, what: str = "the metrics") -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lossensemble.cli.common import add_progress_argument, show_progress
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", choices=["last", "best"], default="last",
                    help="which checkpoint's ensemble to compress (default last)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = compress_run(args.run, variant=args.variant, dim=args.dim, objective=args.objective,
                            epochs=args.epochs, lr=args.lr, checkpoint=args.checkpoint, device=args.device,
-                           progress=True)
+                           progress=show_progress(args))
     order = ["compressed", "ensemble"] + sorted(k for k in metrics if k.startswith("heads."))
     print(format_table({k: metrics[k] for k in order if k in metrics}))
     print(f"\nsaved {compressed_checkpoint_path(args.run)}; 'compressed' added to {args.run}/metrics.json")

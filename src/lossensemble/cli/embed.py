@@ -7,6 +7,7 @@ import io
 import sys
 from pathlib import Path
 
+from lossensemble.cli.common import add_progress_argument, show_progress
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -22,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="E.npy", help="output .npy file")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     files = list_images(args.images)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.images)}")
-    result = model.embed_files(files, batch_size=args.batch_size, progress=True)
+    result = model.embed_files(files, batch_size=args.batch_size, progress=show_progress(args))
     report_skipped(result.skipped)
     if not result.paths:
         raise UserError(f"none of the {len(files)} files could be read as an image")

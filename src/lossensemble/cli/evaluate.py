@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from lossensemble.errors import UserError
+from lossensemble.cli.common import (add_json_arguments, add_progress_argument, check_output_file, emit_json,
+                                     show_progress)
+
+__all__ = ["register", "run", "check_output_file", "pick_checkpoint"]
 
 
 def register(sub) -> None:
@@ -13,7 +17,8 @@ def register(sub) -> None:
         "evaluate",
         help="evaluate a trained run on unseen classes",
         description="Load a run's checkpoint and compute Recall@K, NMI, kNN accuracy, MAP@R and R-precision "
-        "for every head, the ensemble and the compressed embedding on the test split "
+        "for every head, the ensemble and, when the run has one (trained with compression, or after "
+        "'lossensemble compress' of that checkpoint), the compressed embedding, on the test split "
         "(or another dataset given with --data).",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by 'lossensemble train'")
@@ -22,20 +27,55 @@ def register(sub) -> None:
     p.add_argument("--data", metavar="NAME", help="dataset name to evaluate on instead of the run's")
     p.add_argument("--root", help="dataset root folder")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    add_json_arguments(p, "the metrics (by embedding, with a 'warnings' list each)")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
+def pick_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[str, str | None]:
+    """The checkpoint to load for ``checkpoint`` (last/best/compressed), and a note when it was switched.
+
+    ``lossensemble compress`` writes the compressor next to the run's own checkpoints
+    (``checkpoints/compressed.safetensors``, a copy of the source checkpoint plus the
+    compressor). When that copy was made from the requested checkpoint and the checkpoint
+    has not changed since (same epoch and step), it is loaded instead, so the compressed
+    embedding is evaluated too.
+    """
+    from lossensemble.training.checkpoint import read_checkpoint_header
+    from lossensemble.training.loading import compressed_checkpoint_path
+    from lossensemble.training.run import RunPaths
+
+    if checkpoint not in ("last", "best"):
+        return checkpoint, None
+    paths = RunPaths(Path(run_dir))
+    source = paths.last if checkpoint == "last" else paths.best
+    compressed = compressed_checkpoint_path(paths.root)
+    if not (source.is_file() and compressed.is_file()):
+        return checkpoint, None
+    _, src = read_checkpoint_header(source)
+    if src.get("compressor"):
+        return checkpoint, None  # trained with a compressor: the checkpoint has it already
+    _, comp = read_checkpoint_header(compressed)
+    same = all(comp.get(key) == src.get(key) for key in ("epoch", "step_in_epoch", "global_step"))
+    if comp.get("compressed_from") == checkpoint and same:
+        return "compressed", f"evaluating {compressed} (the {checkpoint} checkpoint with its compressor)"
+    return checkpoint, (f"{compressed} was made from another checkpoint than the current {checkpoint} one: "
+                        "the compressed embedding is left out (use --checkpoint compressed for it)")
+
+
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from lossensemble.data import build_dataset
-    from lossensemble.evaluation import evaluate_model
-    from lossensemble.io import write_json
+    from lossensemble.evaluation import EvaluationWarning, evaluate_model, metric_warnings, metrics_to_json
     from lossensemble.reporting import format_table
     from lossensemble.training import load_run
 
-    if args.json:
-        check_output_file(Path(args.json), "--json")  # before the (long) evaluation
-    loaded = load_run(args.run, checkpoint=args.checkpoint)
+    check_output_file(args.output)  # before the (long) evaluation
+    checkpoint, note = pick_checkpoint(args.run, args.checkpoint)
+    loaded = load_run(args.run, checkpoint=checkpoint)
+    if note:
+        print(f"lossensemble: {note}", file=sys.stderr)
     cfg = loaded.cfg
     d = cfg.data
     name = args.data or d.name
@@ -43,19 +83,14 @@ def run(args: argparse.Namespace) -> int:
     root = args.root if args.root is not None else (d.root if name == d.name else None)
     dataset = build_dataset(name, args.split, root=root, image_size=d.image_size, val_fraction=d.val_fraction,
                             **options)
-    metrics = evaluate_model(loaded.embed_fn(), dataset, device=loaded.device, progress=True, **cfg.eval_options())
-    print(format_table(metrics))
-    if args.json:
-        write_json(args.json, metrics)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EvaluationWarning)  # printed once each below, not once per embedding
+        metrics = evaluate_model(loaded.embed_fn(), dataset, device=loaded.device,
+                                 progress=show_progress(args), **cfg.eval_options())
+    shown: list[str] = []
+    for emb, values in metrics.items():
+        shown.extend(w for w in metric_warnings(values) if w not in shown)
+    for message in shown:
+        print(f"lossensemble: warning: {message}", file=sys.stderr)
+    emit_json(args, {emb: metrics_to_json(values) for emb, values in metrics.items()}, format_table(metrics))
     return 0
-
-
-def check_output_file(path: Path, option: str) -> None:
-    """A file path the metrics can be written to: not a folder, not under a file."""
-    if path.is_dir():
-        raise UserError(f"{option} {path}: is a folder; give a file name (e.g. {path / 'metrics.json'})")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{option} {path}: {parent} is a file, not a folder")
-            break

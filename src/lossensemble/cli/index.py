@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lossensemble.cli.common import add_progress_argument, show_progress
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -26,6 +27,7 @@ def register(sub) -> None:
                    help="add the images of IMAGE_FOLDER that INDEX_DIR does not hold yet (nothing is re-embedded)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from lossensemble.inference import build_index
 
     info = build_index(args.model, args.folder, args.output, index_type=args.index_type, append=args.append,
-                       batch_size=args.batch_size, progress=True, device=args.device)
+                       batch_size=args.batch_size, progress=show_progress(args), device=args.device)
     report_skipped(info["skipped"])
     what = f"{info['dim']}-d '{info['embedding']}' embedding, {info['type']} index"
     if args.append:

@@ -73,7 +73,7 @@ class DatasetSource:
 
     def location(self) -> str:
         """Where the data is read from (a path), for messages and the datasets table."""
-        return str(self.root) if self.root is not None else "(root required)"
+        return str(self.root) if self.root is not None else "(data.root=... required)"
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry("dataset", key="data.name")
@@ -175,7 +175,7 @@ def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:
             "how_to_get": cls.how_to_get,
         }
         if cls.user_data:
-            row.update(location="(pass root=...)", status="user data")
+            row.update(location="(pass data.root=...)", status="user data")
             rows.append(row)
             continue
         source = cls.in_data_dir(root_dir) if root_dir is not None else cls()
