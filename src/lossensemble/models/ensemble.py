@@ -11,6 +11,7 @@ distance is the weight-averaged sum of the heads' squared distances.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -64,7 +65,24 @@ def build_heads(feature_dim: int, head_names: Sequence[str], embedding_dim: int,
             raise ValueError(f"head {n!r} shares {owner!r}, which is not a head of its own")
         if owner not in distinct:
             distinct[owner] = nn.Linear(feature_dim, embedding_dim)
-    return nn.ModuleDict({n: distinct[shared.get(n, n)] for n in head_names})
+    heads = nn.ModuleDict({n: distinct[shared.get(n, n)] for n in head_names})
+    aliases = tuple(n for n in head_names if shared.get(n, n) != n)
+    if aliases:
+        heads.register_state_dict_post_hook(partial(_copy_shared_heads, aliases=aliases))
+    return heads
+
+
+def _copy_shared_heads(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, *,
+                       aliases: tuple[str, ...]) -> None:
+    """State-dict hook: a shared head's entries under its second name are copies, not the same memory.
+
+    Checkpoints and exports are safetensors files, which refuse tensors that share
+    memory; every name keeps its own ``heads.<name>.*`` entries (loading writes the
+    same values into the one module twice).
+    """
+    for key in list(state_dict):
+        if any(key.startswith(f"{prefix}{alias}.") for alias in aliases):
+            state_dict[key] = state_dict[key].clone()
 
 
 class EnsembleModel(nn.Module):
