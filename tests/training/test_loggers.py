@@ -220,3 +220,20 @@ def test_unknown_logger_bad_options_and_a_missing_package_are_user_errors(tmp_pa
         tiny("train.loggers=[csv,csv]")
     with pytest.raises(UserError, match=r"train.loggers.0: unknown key 'optons'"):
         tiny("train.loggers=[{name: mlflow, optons: {}}]")
+
+
+def test_only_the_main_process_logs(recorder):
+    """Under torchrun the trainer builds its loggers with ``enabled=dist.is_main``: other ranks log nothing."""
+    from lossensemble.config.schema import LoggerConfig
+    from lossensemble.training.loggers import LoggerContext, build_loggers
+
+    ctx = LoggerContext(Path("unused"), "unused", {}, False, 0)
+    for enabled in (False, True):
+        loggers = build_loggers([LoggerConfig("recorder", {"label": str(enabled)})], enabled=enabled)
+        loggers.open(ctx)
+        loggers.log_step(1, {"loss_total": 1.0, "weight_a": 0.5})
+        loggers.close("finished")
+    (rec_off, rec_on) = Recorder.instances
+    assert rec_off.calls == []
+    assert rec_on.calls == [("open", False, 0, "unused"), ("scalars", 1, {"loss/total": 1.0, "weight/a": 0.5}),
+                            ("close", "finished")]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _file_store_allowed(uri: str):
     The store is built once per URI and cached by MLflow, so the variable is restored
     right after (the process environment is left as it was).
     """
-    if not uri.startswith("file:") or "MLFLOW_ALLOW_FILE_STORE" in os.environ:
+    if urlparse(uri).scheme not in ("", "file") or "MLFLOW_ALLOW_FILE_STORE" in os.environ:
         yield
         return
     os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
