@@ -105,8 +105,8 @@ def check_resumable(path: str | Path, epochs: int | None = None) -> dict[str, An
         if name.startswith("optim."):
             idx = name[len("optim."):].split(".", 1)[0]
             if not idx.isdigit() or int(idx) not in params or "." not in name[len("optim."):]:
-                raise UserError(f"{path}: unexpected optimiser tensor '{name}' (its optimiser state lists "
-                                f"parameters 0..{max(params, default=-1)})")
+                raise UserError(f"{path}: unexpected optimiser tensor '{name}' (no parameter group of its "
+                                f"optimiser state lists parameter {idx})")
     for prefix in ("model.", "weighting."):
         if not any(n.startswith(prefix) for n in names):
             raise UserError(f"{path}: checkpoint holds no {prefix.rstrip('.')} tensors")
