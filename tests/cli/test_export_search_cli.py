@@ -44,7 +44,10 @@ def test_compress_export_embed_index_search(run_and_images, tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["export", str(run), "-o", str(model)]) == 0
     assert "'compressed'" in capsys.readouterr().out
-    assert json.loads((model / "model.json").read_text())["embedding"] == "compressed"
+    spec = json.loads((model / "config.json").read_text())
+    assert spec["embedding"] == "compressed" and "compressed" in spec["metrics"]
+    assert sorted(p.name for p in model.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert "library_name: lossensemble" in (model / "README.md").read_text()
 
     emb = tmp_path / "E.npy"
     assert main(["embed", str(model), str(images), "-o", str(emb), "--batch-size", "16"]) == 0
