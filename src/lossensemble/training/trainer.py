@@ -257,10 +257,10 @@ class Trainer:
             status = "interrupted"
             raise
         finally:
-            self.loggers.close(status)
             root.removeHandler(file_handler)
             root.setLevel(level)
             file_handler.close()
+            self.loggers.close(status)  # last: a logger that fails to close leaves the rest restored
 
     def _run_epoch(self) -> None:
         cfg = self.cfg

@@ -100,20 +100,25 @@ def flatten_params(data: Any, prefix: str = "") -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _file_store_allowed(uri: str):
-    """MLflow 3 opens a ``file:`` store only with ``MLFLOW_ALLOW_FILE_STORE``; set it while the client is made.
+def _mlflow_environment(uri: str):
+    """The environment MLflow reads while the logger imports it and connects, restored afterwards.
 
-    The store is built once per URI and cached by MLflow, so the variable is restored
-    right after (the process environment is left as it was).
+    MLflow 3 opens a local (``file:``) store only with ``MLFLOW_ALLOW_FILE_STORE`` and,
+    on its first import, starts usage telemetry (network) unless ``MLFLOW_DISABLE_TELEMETRY``
+    is set: both are set here unless the user set them. MLflow caches the store per URI and
+    decides telemetry at import, so the process environment is left as it was.
     """
-    if urlparse(uri).scheme not in ("", "file") or "MLFLOW_ALLOW_FILE_STORE" in os.environ:
-        yield
-        return
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    wanted = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    if urlparse(uri).scheme in ("", "file"):
+        wanted["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    added = [k for k in wanted if k not in os.environ and not (k == "MLFLOW_DISABLE_TELEMETRY"
+                                                                and "DO_NOT_TRACK" in os.environ)]
+    os.environ.update({k: wanted[k] for k in added})
     try:
         yield
     finally:
-        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+        for key in added:
+            os.environ.pop(key, None)
 
 
 #: The run tag that ties an MLflow run to its run folder (a resume finds its run by it).
@@ -146,20 +151,20 @@ class MlflowLogger(TrainingLogger):
         self._logged_step = -1
 
     def open(self, ctx: LoggerContext) -> None:
-        from mlflow.exceptions import MlflowException
-
         uri = self.tracking_uri or "file:" + str((ctx.run_dir / "mlruns").resolve())
-        try:
-            self._open(ctx, uri)
-        except MlflowException as exc:
-            raise UserError(f"logger 'mlflow' ({uri}): {' '.join(str(exc.message).split())}") from None
+        with _mlflow_environment(uri):
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self._open(ctx, uri)
+            except MlflowException as exc:
+                raise UserError(f"logger 'mlflow' ({uri}): {' '.join(str(exc.message).split())}") from None
 
     def _open(self, ctx: LoggerContext, uri: str) -> None:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        with _file_store_allowed(uri):
-            self.client = MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(self.experiment)
         run_dir = str(Path(ctx.run_dir).resolve())
