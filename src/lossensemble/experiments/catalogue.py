@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from lossensemble.config import Config
 from lossensemble.errors import UserError
-from lossensemble.experiments.methods import DEFAULT_METHODS, METHOD_CHOICES
-from lossensemble.experiments.runs import single_loss_config, with_changes
+from lossensemble.experiments.methods import DEFAULT_LONG_FACTOR, DEFAULT_METHODS, METHOD_CHOICES, expand_methods
+from lossensemble.experiments.runs import long_config, single_loss_config, with_changes
 
 __all__ = ["PAPER_PRIOR", "METHOD_CHOICES", "DEFAULT_METHODS", "Method", "paper_config", "weighting_config",
-           "comparison_methods"]
+           "comparison_methods", "concrete_single_long"]
 
 
 #: The paper's prior weights for its four losses (docs/method.md); other losses get 1.
@@ -21,9 +21,12 @@ class Method:
     """One row of a comparison and how its embedding is obtained.
 
     ``kind``: ``train`` (a run folder trained from ``cfg``), ``heads`` (one head of the
-    ``source`` run, read from its metrics.json), ``compressed`` (the ``source`` run's
-    compressed embedding, post hoc unless trained jointly) or ``independent`` (the single-loss
-    runs' embeddings concatenated, no training). ``embedding`` is the key in metrics.json.
+    ``source`` run, read from its metrics.json), ``best-head`` (the ``source`` run's head with
+    the best validation MAP@R), ``compressed`` (the ``source`` run's compressed embedding,
+    post hoc unless trained jointly), ``independent`` (the single-loss runs' embeddings
+    concatenated, no training) or ``single-long`` (the validation-chosen best single loss
+    trained ``factor`` times longer; ``cfg`` and ``embedding`` are set once it is chosen).
+    ``embedding`` is the key in metrics.json.
     """
 
     name: str
@@ -33,6 +36,7 @@ class Method:
     description: str
     cfg: Config | None = None
     source: str | None = None
+    factor: int = 1
 
 
 def paper_config(cfg: Config, scale: str = "running_mean") -> Config:
@@ -70,13 +74,18 @@ def _ensemble_methods(cfg: Config) -> dict[str, Method]:
     }
 
 
-def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFAULT_METHODS) -> list[Method]:
+def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFAULT_METHODS,
+                       long_factor: int = DEFAULT_LONG_FACTOR) -> list[Method]:
     """The rows of a comparison of ``cfg``'s losses, in table order.
 
     Single-loss runs are always included (the gains are measured against the best of
     them). ``compressed`` needs ``learned`` and ``heads`` needs ``equal``: those runs are
-    trained too. Raises :class:`UserError` for an unknown family.
+    trained too. ``single-long``/``learned-long`` train ``long_factor`` times the steps;
+    ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble. Presets
+    (``study``) are expanded. Raises :class:`UserError` for an unknown family, and for
+    ``single-long``/``best-head`` without validation classes (they choose on them).
     """
+    families = expand_methods(families)
     unknown = [f for f in families if f not in METHOD_CHOICES]
     if unknown:
         raise UserError(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(METHOD_CHOICES)})")
@@ -87,7 +96,13 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
         wanted.add("learned")
     if "heads" in wanted:
         wanted.add("equal")
+    needs_val = sorted(wanted & {"single-long", "best-head"})
+    if needs_val and not cfg.data.val_fraction:
+        raise UserError(f"--methods {' '.join(needs_val)} chooses on validation classes, and the config has none: "
+                        "set data.val_fraction (e.g. data.val_fraction=0.2)")
     ensembles = _ensemble_methods(cfg)
+    if "learned-long" in wanted:
+        ensembles["learned-long"] = _long_learned(ensembles["learned"], long_factor)
     if "gradnorm" in wanted:
         ensembles["gradnorm"] = _gradnorm_method(ensembles["gradnorm"], cfg)
     out: list[Method] = []
@@ -98,6 +113,10 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.extend(_single_methods(cfg))
         elif family in ensembles:
             out.append(ensembles[family])
+        elif family == "single-long":
+            out.append(Method("single-long", "single-long", "", "long", f"the best single loss (chosen on the "
+                              f"validation classes) trained {long_factor}x the steps, same schedule shape",
+                              factor=int(long_factor)))
         elif family == "compressed":
             out.append(Method("learned-compressed", "compressed", "compressed", "compressed",
                               "the learned ensemble compressed to one head's size (distance matching)",
@@ -113,7 +132,29 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.extend(Method(f"equal-head-{loss.name}", "heads", f"heads.{loss.name}", "heads",
                               f"the {loss.name} head of the equal-weight ensemble, alone", source="equal")
                        for loss in cfg.losses)
+    if "best-head" in wanted:
+        out = _with_best_heads(out)
     return out
+
+
+def _long_learned(learned: Method, factor: int) -> Method:
+    return Method("learned-long", "train", "ensemble", "long", f"the learned ensemble (the paper) trained {factor}x "
+                  "the steps, same schedule shape", long_config(learned.cfg, factor), factor=int(factor))
+
+
+def _with_best_heads(methods: list[Method]) -> list[Method]:
+    """``methods`` and, at the end, a ``<name>-best-head`` row for each trained ensemble (in their order)."""
+    return methods + [Method(f"{m.name}-best-head", "best-head", "", "best-head", f"the head of {m.name} with the "
+                             "best validation MAP@R, alone (one head's query cost)", source=m.name)
+                      for m in methods if m.kind == "train" and m.embedding == "ensemble"]
+
+
+def concrete_single_long(method: Method, cfg: Config, loss: str) -> Method:
+    """The ``single-long`` row once its loss is chosen: the single-loss config of ``loss`` at ``method.factor``."""
+    return Method(method.name, method.kind, f"heads.{loss}", method.group,
+                  f"the best single loss ({loss}, chosen on the validation classes) trained {method.factor}x the "
+                  "steps, same schedule shape", long_config(single_loss_config(cfg, loss), method.factor),
+                  factor=method.factor)
 
 
 def _gradnorm_method(method: Method, cfg: Config) -> Method:

@@ -6,6 +6,7 @@ see :mod:`lossensemble.experiments.runs` for reuse and resume.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +14,11 @@ from typing import Callable, Sequence
 
 from lossensemble.config import Config
 from lossensemble.errors import UserError
-from lossensemble.experiments.catalogue import Method
+from lossensemble.experiments.catalogue import Method, concrete_single_long
 from lossensemble.experiments.embeddings import run_test_embeddings
 from lossensemble.experiments.derived import compress_or_reuse, evaluate_independent, evaluate_independent_compressed
 from lossensemble.experiments.runs import RunResult, method_folder, run_or_reuse, seed_config
-from lossensemble.experiments.selection import last_validation
+from lossensemble.experiments.selection import best_head, last_validation, select_best
 from lossensemble.io import read_json
 from lossensemble.training.run import RunPaths, read_history
 
@@ -86,14 +87,18 @@ def run_comparison(
     Seeds are the outer loop, so an interrupted comparison has complete seeds first.
     Derived methods (heads, compressed, independent) read the runs they come from. A
     method that cannot run in this build (compression missing) is skipped with a reason
-    in ``Comparison.skipped``, never faked.
+    in ``Comparison.skipped``, never faked. ``single-long`` runs last, once every seed's
+    single-loss runs are there: its loss is the best single loss on the validation classes.
     """
     comp = Comparison(cfg, Path(out), [int(s) for s in seeds], list(methods))
     total = len(comp.seeds) * len(comp.methods)
     step = 0
+    deferred = [m for m in comp.methods if m.kind == "single-long"]
     for seed in comp.seeds:
         runs: dict[str, RunResult] = {}
         for method in comp.methods:
+            if method.kind == "single-long":
+                continue
             step += 1
             if method.name in comp.skipped:
                 continue
@@ -102,6 +107,14 @@ def run_comparison(
             result = _run_method(method, seed, folder, runs, comp, progress)
             if result is not None:
                 comp.results.setdefault(method.name, []).append(result)
+    for method in deferred:
+        method = _choose_single_long(comp, method)
+        for seed in comp.seeds:
+            step += 1
+            say(f"[{step}/{total}] seed {seed}: {method.name} ({method.embedding.removeprefix('heads.')})")
+            res = run_or_reuse(method.name, seed_config(method.cfg, seed), method_folder(comp.out, method.name, seed),
+                               progress)
+            comp.results.setdefault(method.name, []).append(_result(method, seed, res))
     for method in comp.methods:  # what the report reads: the first seed's test embeddings, cached
         first = comp.first(method.name)
         if first is not None:
@@ -118,6 +131,10 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
         return _result(method, seed, res)
     if method.kind == "heads":
         return _result(method, seed, runs[method.source])
+    if method.kind == "best-head":
+        src = runs[method.source]
+        chosen = best_head(src.path)
+        return _result(dataclasses.replace(method, embedding=chosen.best), seed, src)
     if method.kind == "compressed":
         src = runs[method.source]
         metrics, checkpoint, reused = compress_or_reuse(src.path, progress)
@@ -132,6 +149,29 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
                        progress)
         return _result(method, seed, res)
     raise UserError(f"unknown method kind {method.kind!r}")  # pragma: no cover
+
+
+def _choose_single_long(comp: Comparison, method: Method) -> Method:
+    """``method`` (``single-long``) made concrete with the best single loss on the validation classes.
+
+    The same rule as the report's reference (:func:`select_best`, mean over seeds), but
+    it refuses rather than fall back to the test classes. ``comp.methods`` gets the
+    concrete row (its config, embedding and description).
+    """
+    singles = [m for m in comp.methods if m.group == "single" and comp.results.get(m.name)]
+    test = {m.name: [r.metrics for r in comp.results[m.name]] for m in singles}
+    val = {m.name: [r.val_metrics for r in comp.results[m.name]] for m in singles}
+    if not singles:
+        raise UserError("single-long: no single-loss results to choose from")
+    selection = select_best(test, val)
+    if selection.split != "validation":
+        raise UserError("single-long chooses the best single loss on validation classes, and the runs have no "
+                        "validation metrics: set data.val_fraction (e.g. data.val_fraction=0.2)")
+    loss = comp.method(selection.best).embedding.removeprefix("heads.")
+    concrete = concrete_single_long(method, comp.cfg, loss)
+    comp.methods[comp.methods.index(method)] = concrete
+    log.info("single-long: %s (%s)", loss, selection.describe())
+    return concrete
 
 
 def _compressed_size(run_dir: Path) -> int | None:

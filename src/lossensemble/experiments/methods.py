@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["METHOD_FAMILIES", "METHOD_CHOICES", "DEFAULT_METHODS", "methods_help"]
+from typing import Iterable
+
+__all__ = ["METHOD_FAMILIES", "METHOD_CHOICES", "DEFAULT_METHODS", "METHOD_PRESETS", "DEFAULT_LONG_FACTOR",
+           "expand_methods", "methods_help"]
 
 #: Method families accepted by ``compare --methods``, in table order, with one line each.
 METHOD_FAMILIES: dict[str, str] = {
@@ -14,14 +17,37 @@ METHOD_FAMILIES: dict[str, str] = {
     "equal-scaled": "ablation: equal weights with running-mean scale normalisation",
     "learned-noscale": "ablation: learned weights without scale normalisation",
     "gradnorm": "ensemble, GradNorm-style weighting (opt-in)",
+    "single-long": "the best single loss (chosen on validation classes) trained --long-factor times longer (opt-in)",
+    "learned-long": "the learned ensemble trained --long-factor times longer (opt-in)",
     "independent": "single-loss models concatenated, and distilled into one head (no extra ensemble training)",
     "heads": "the equal ensemble's heads alone",
+    "best-head": "each trained ensemble's best head, chosen on validation classes, alone (opt-in)",
 }
 METHOD_CHOICES: tuple[str, ...] = tuple(METHOD_FAMILIES)
-#: What ``compare`` runs when no ``--methods`` is given (``gradnorm`` is opt-in).
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_CHOICES if m != "gradnorm")
+#: Families that run only when asked for.
+OPT_IN: tuple[str, ...] = ("gradnorm", "single-long", "learned-long", "best-head")
+#: What ``compare`` runs when no ``--methods`` is given.
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_CHOICES if m not in OPT_IN)
+#: Names that ``--methods`` expands into several families.
+METHOD_PRESETS: dict[str, tuple[str, ...]] = {
+    "study": ("single", "learned", "single-long", "learned-long", "independent", "heads", "best-head"),
+}
+#: How many times longer ``single-long``/``learned-long`` train (``compare --long-factor``).
+DEFAULT_LONG_FACTOR = 4
+
+
+def expand_methods(values: Iterable[str]) -> list[str]:
+    """``--methods`` values with presets replaced by their families (order kept, duplicates dropped)."""
+    out: list[str] = []
+    for v in values:
+        for family in METHOD_PRESETS.get(v, (v,)):
+            if family not in out:
+                out.append(family)
+    return out
 
 
 def methods_help() -> str:
-    """One line listing every family and what it is (for ``--help``)."""
-    return "; ".join(f"{name} ({what})" for name, what in METHOD_FAMILIES.items())
+    """One line listing every family and what it is, and the presets (for ``--help``)."""
+    families = "; ".join(f"{name} ({what})" for name, what in METHOD_FAMILIES.items())
+    presets = "; ".join(f"{name} = {' '.join(fams)}" for name, fams in METHOD_PRESETS.items())
+    return f"{families}. Presets: {presets}"

@@ -18,7 +18,8 @@ from lossensemble.io import read_json
 from lossensemble.training import Trainer
 from lossensemble.training.run import RunPaths
 
-__all__ = ["RunResult", "with_changes", "single_loss_config", "seed_config", "method_folder", "run_or_reuse"]
+__all__ = ["RunResult", "with_changes", "single_loss_config", "long_config", "seed_config", "method_folder",
+           "run_or_reuse"]
 
 log = logging.getLogger("lossensemble.experiments")
 
@@ -54,6 +55,31 @@ def single_loss_config(cfg: Config, loss_name: str) -> Config:
         raise UserError(f"loss {loss_name!r} is not in the config's losses")
     return with_changes(cfg, losses=losses, weighting=dict(scheme="equal", scale="none", prior=None, weights=None,
                                                            diversity=0.0))
+
+
+def long_config(cfg: Config, factor: int) -> Config:
+    """``cfg`` trained ``factor`` times as many steps with the same schedule shape.
+
+    With ``train.steps_per_epoch`` set, each epoch gets ``factor`` times the steps (the
+    per-epoch decay, evaluation and checkpoint rhythm stay as they are). Without it (one
+    pass per epoch), ``factor`` times the epochs, the per-epoch decay taken to the power
+    ``1/factor`` and the evaluation/checkpoint intervals scaled, so the learning rate
+    follows the same curve over the run. Any other ``train.*_steps`` setting is scaled too.
+    """
+    factor = int(factor)
+    if factor < 1:
+        raise UserError(f"--long-factor: must be >= 1, got {factor}")
+    t = cfg.train
+    changes: dict = {}
+    if t.steps_per_epoch is not None:
+        changes["steps_per_epoch"] = t.steps_per_epoch * factor
+    else:
+        changes.update(epochs=t.epochs * factor, lr_decay=float(t.lr_decay) ** (1.0 / factor),
+                       eval_every=t.eval_every * factor, checkpoint_every=t.checkpoint_every * factor)
+    for name, value in vars(t).items():
+        if name.endswith("_steps") and isinstance(value, int) and not isinstance(value, bool):
+            changes[name] = value * factor
+    return with_changes(cfg, train=changes)
 
 
 def run_or_reuse(name: str, cfg: Config, folder: Path, progress: bool = True) -> RunResult:

@@ -17,7 +17,7 @@ from lossensemble.evaluation.metrics import metric_title
 from lossensemble.io import read_json
 from lossensemble.training.run import RunPaths, read_history
 
-__all__ = ["mean_std", "Selection", "select_best", "last_validation", "run_scores", "best_single"]
+__all__ = ["mean_std", "Selection", "select_best", "last_validation", "run_scores", "best_single", "best_head"]
 
 
 def mean_std(values: Iterable[float]) -> dict[str, float | None]:
@@ -93,3 +93,25 @@ def best_single(single_runs: Sequence[Path], embeddings: Sequence[str]) -> int:
     selection = select_best({n: [t] for n, (t, _) in zip(names, scores)},
                             {n: [v] for n, (_, v) in zip(names, scores)})
     return int(selection.best)
+
+
+def best_head(run: str | Path, metric: str = "map@r") -> Selection:
+    """The head (``heads.<loss>`` embedding) of a finished run with the best last validation ``metric``.
+
+    Reads the run's metrics.json (which heads it has) and history.csv (their validation
+    metrics). Never looks at test metrics: raises :class:`~lossensemble.errors.UserError`
+    when the run has no validation metrics for every head (no validation classes).
+    """
+    from lossensemble.errors import UserError
+
+    paths = RunPaths(Path(run))
+    heads = [k for k in read_json(paths.metrics) if k.startswith("heads.")]
+    history = read_history(paths.history) if paths.history.is_file() else []
+    val = {h: last_validation(history, h) for h in heads}
+    missing = [h for h, v in val.items() if not v or metric not in v]
+    if not heads or missing:
+        raise UserError(f"{paths.root}: no validation {metric_title(metric)} for "
+                        f"{', '.join(missing) or 'its heads'}; choosing a head needs validation classes "
+                        "(set data.val_fraction)")
+    scores = {h: float(v[metric]) for h, v in val.items()}
+    return Selection(max(scores, key=lambda h: scores[h]), "validation", metric, scores)

@@ -1,0 +1,65 @@
+"""Training cost of the rows of a comparison, in one place: backbone images processed during training.
+
+The unit is one single-loss run of the comparison's config (its steps x batch size x one
+backbone). A trained row costs its own steps x batch size / the unit (``single-long`` at
+4x the steps costs 4); the independent ensemble costs the sum of its single-loss runs; a
+row read off another run (``heads``, ``best-head``, a post-hoc ``compressed`` row, the
+distilled ``independent-compressed`` row) costs what its source cost, since their own
+training touches no backbone (compressors and distilled heads train on cached embeddings
+of frozen backbones).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from lossensemble.config import Config
+
+__all__ = ["train_images", "train_costs"]
+
+
+def train_images(cfg: Config) -> tuple[float, bool]:
+    """``(epochs x steps per epoch x batch size, exact)``: images through the backbone while training ``cfg``.
+
+    Without ``train.steps_per_epoch`` (one pass over the training set per epoch) the steps
+    per epoch are not known from the config alone: they count as 1 and ``exact`` is False
+    (ratios between configs of the same data are still right).
+    """
+    t = cfg.train
+    return float(t.epochs * (t.steps_per_epoch or 1) * cfg.data.batch_size), t.steps_per_epoch is not None
+
+
+def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
+    """Each method's training cost as a multiple of one single-loss run of ``cfg`` (None: not known).
+
+    ``methods`` are :class:`~lossensemble.experiments.catalogue.Method` rows; a row whose
+    config is not fixed yet (``single-long`` before the best single loss is chosen) is
+    costed from its ``factor`` on the reference run.
+    """
+    unit, unit_exact = train_images(cfg)
+    by_name = {m.name: m for m in methods}
+    costs: dict[str, float | None] = {}
+
+    def ratio(mcfg: Config) -> float | None:
+        images, exact = train_images(mcfg)
+        return images / unit if exact == unit_exact else None
+
+    def cost(name: str, seen: tuple[str, ...] = ()) -> float | None:
+        if name in costs:
+            return costs[name]
+        m = by_name.get(name)
+        if m is None or name in seen:
+            return None
+        if m.kind == "train":
+            value = ratio(m.cfg) if m.cfg is not None else None
+        elif m.kind == "single-long":
+            value = ratio(m.cfg) if m.cfg is not None else float(m.factor)
+        elif m.kind in ("independent", "independent-compressed"):
+            parts = [cost(s.name, seen + (name,)) for s in methods if s.group == "single"]
+            value = float(sum(parts)) if parts and all(p is not None for p in parts) else None
+        else:  # heads, best-head, compressed: the source run's cost
+            value = cost(m.source, seen + (name,)) if m.source else None
+        costs[name] = value
+        return value
+
+    return {m.name: cost(m.name) for m in methods}
