@@ -242,3 +242,29 @@ def test_only_the_main_process_logs(recorder):
     assert rec_off.calls == []
     assert rec_on.calls == [("open", False, 0, "unused"), ("scalars", 1, {"loss/total": 1.0, "weight/a": 0.5}),
                             ("close", "finished")]
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch):
+    """Two ranks train; one TensorBoard event file, one MLflow run, one history.csv row per epoch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress",
+           *TINY, "train.epochs=1", "train.device=cpu", TRACKERS]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert [e.step for e in _tb(run).Scalars("loss/total")] == [1, 2, 3]
+    client = _client(run, monkeypatch)
+    found = _mlflow_run(client)
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "loss/total")] == [1, 2, 3]
+    assert len(read_history(run / "history.csv")) == 1

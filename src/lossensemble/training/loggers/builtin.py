@@ -51,6 +51,7 @@ class TensorBoardLogger(TrainingLogger):
         if max_points < 0:
             raise UserError(f"logger 'tensorboard': option 'max_points' must be >= 0, got {max_points}")
         self.max_points = max_points
+        self.wants_embeddings = max_points > 0  # kept after the final evaluation only when shown
         self.writer = None
 
     def open(self, ctx: LoggerContext) -> None:
