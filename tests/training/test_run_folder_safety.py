@@ -134,16 +134,16 @@ def test_evaluate_json_into_a_folder_is_refused_before_evaluating(tmp_path, caps
     import lossensemble.training as training
 
     def no_load(*a, **k):
-        raise AssertionError("the run was loaded before --json was checked")
+        raise AssertionError("the run was loaded before -o was checked")
 
     monkeypatch.setattr(training, "load_run", no_load)
     out = tmp_path / "out"
     out.mkdir()
-    assert main(["evaluate", str(tmp_path / "run"), "--json", str(out)]) == 2
+    assert main(["evaluate", str(tmp_path / "run"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and len(err.strip().splitlines()) == 1
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["evaluate", str(tmp_path / "run"), "--json", str(blocker / "m.json")]) == 2
+    assert main(["evaluate", str(tmp_path / "run"), "-o", str(blocker / "m.json")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert blocker.read_text() == "x"
