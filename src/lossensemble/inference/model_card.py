@@ -61,7 +61,8 @@ def render_card(spec: dict[str, Any]) -> str:
         *[f"- {t}" for t in tags],
         "---",
         "",
-        f"# {spec['backbone']} {emb} embedding ({spec['output_dim']}-d), trained on {dataset}",
+        f"# {spec['backbone']} {emb} embedding ({spec['output_dim']}-d)"
+        + (f", trained on {dataset}" if dataset != "unknown" else ""),
         "",
         "## Model description",
         "",
@@ -137,8 +138,19 @@ def render_card(spec: dict[str, Any]) -> str:
     ]
     if spec.get("onnx"):
         lines += [
-            f"`model.onnx` computes the same embedding: input `images` (batch, 3, {size}, {size}), "
-            "preprocessed as above; output `embeddings` (batch, %d)." % spec["output_dim"],
+            f"`model.onnx` computes the same embedding: input `images` (batch, 3, {size}, {size}) float32, "
+            "preprocessed as above; output `embeddings` (batch, %d), L2-normalised. The graph's metadata "
+            "repeats the preprocessing (`image_size`, `data_kind`, `mean`, `std`)." % spec["output_dim"],
+            "",
+            "```python",
+            "import onnxruntime as ort",
+            "import torch",
+            "from PIL import Image",
+            "",
+            'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+            "batch = torch.stack([model.transform(Image.open(\"query.png\"))]).numpy()  # or your own preprocessing",
+            '(vectors,) = session.run(["embeddings"], {"images": batch})',
+            "```",
             "",
         ]
     return "\n".join(lines)
