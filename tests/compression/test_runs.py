@@ -85,7 +85,7 @@ def test_post_hoc_compression_and_export_of_the_run(joint_run, tmp_path):
     assert state["compressor"]["in_dim"] == 256 and state["compressed_from"] == "last"
 
     out = export_run(run, tmp_path / "model")  # defaults: compressed checkpoint, compressed embedding
-    spec = json.loads((out / "model.json").read_text())
+    spec = json.loads((out / "config.json").read_text())
     assert spec["embedding"] == "compressed" and spec["heads"] == [] and spec["data_kind"] == "glyph"
     assert spec["output_dim"] == 8 and spec["source"]["checkpoint"] == "compressed"
     loaded = load_model(out)
