@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lossensemble.cli.common import add_overrides_argument, load_run_config, prepare_process, progress_enabled
 from lossensemble.errors import UserError
-from lossensemble.experiments.methods import methods_help
+from lossensemble.experiments.methods import DEFAULT_LONG_FACTOR, methods_help
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -32,7 +32,10 @@ def register(sub) -> None:
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED",
                    help="seeds to train each method with (default: 0 1 2)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"method families to run (default: all but gradnorm): {methods_help()}")
+                   help=f"method families or a preset to run (default: all but the opt-in ones): {methods_help()}")
+    p.add_argument("--long-factor", type=int, default=DEFAULT_LONG_FACTOR, metavar="M",
+                   help=f"single-long and learned-long train M times the steps of the other runs, with the same "
+                        f"schedule shape (default: {DEFAULT_LONG_FACTOR})")
     p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
     p.add_argument("--map", choices=("tsne", "pca"), default="tsne",
                    help="2-D projection of the embedding maps (default: tsne; pca is instantaneous)")
@@ -66,11 +69,14 @@ def parse_seeds(values: list[str]) -> list[int]:
     return seeds
 
 
-def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[str], overrides: list[str]) -> str:
+def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[str], overrides: list[str],
+                      long_factor: int | None = None) -> str:
     """The command line that reproduces this comparison (for the report)."""
     parts = ["lossensemble", "compare", "-c", config, "-o", str(out), "--seeds", *map(str, seeds)]
     if methods:
         parts += ["--methods", *methods]
+    if long_factor is not None:
+        parts += ["--long-factor", str(long_factor)]
     parts += overrides
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -80,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from lossensemble.experiments.comparison import run_comparison
     from lossensemble.experiments.methods import DEFAULT_METHODS
     from lossensemble.reporting.comparison import report_comparison
-    from lossensemble.reporting.results import table_cells
-    from lossensemble.reporting.tables import format_table
+    from lossensemble.experiments.methods import expand_methods
+    from lossensemble.reporting.results import terminal_table
     from lossensemble.training import TrainingInterrupted
     from lossensemble.training.run import check_writable
 
@@ -91,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if not seeds:
         raise UserError("--seeds: give at least one seed")
     cfg = load_run_config(args.config, list(args.overrides) + extra + extra2)
-    methods = comparison_methods(cfg, method_values or list(DEFAULT_METHODS))
+    if args.long_factor < 1:
+        raise UserError(f"--long-factor: must be >= 1, got {args.long_factor}")
+    families = expand_methods(method_values or list(DEFAULT_METHODS))
+    methods = comparison_methods(cfg, families, long_factor=args.long_factor)
+    long_used = any(m.factor != 1 or m.kind == "single-long" for m in methods)
     out = Path(args.output)
     check_writable(out)
     prepare_process(cfg)
@@ -104,13 +114,13 @@ def run(args: argparse.Namespace) -> int:
               f"(finished runs in {out} are reused).", file=sys.stderr)
         return 130
     print("writing tables, plots and report...", flush=True)
-    command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2)
+    command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2,
+                                args.long_factor if long_used else None)
     report = report_comparison(comp, command=command, plots=not args.no_plots,
                                elapsed_seconds=time.perf_counter() - start, projection=args.map)
-    header, body = table_cells(report.rows)
     print()
-    print(format_table({cells[0]: dict(zip(header[1:], cells[1:])) for cells in body}, columns=header[1:],
-                       first="method"))
+    print(terminal_table(report.rows, width=100))
+    print(f"(the full table, every metric with its spread: {out / 'results.md'})")
     print()
     for note in report.notes:
         print(note)

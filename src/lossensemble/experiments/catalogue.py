@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from lossensemble.config import Config
 from lossensemble.errors import UserError
-from lossensemble.experiments.methods import DEFAULT_LONG_FACTOR, DEFAULT_METHODS, METHOD_CHOICES, expand_methods
+from lossensemble.experiments.methods import (
+    DEFAULT_LONG_FACTOR,
+    DEFAULT_METHODS,
+    METHOD_CHOICES,
+    METHOD_PRESETS,
+    expand_methods,
+)
 from lossensemble.experiments.runs import long_config, single_loss_config, with_changes
 
 __all__ = ["PAPER_PRIOR", "METHOD_CHOICES", "DEFAULT_METHODS", "Method", "paper_config", "weighting_config",
@@ -88,7 +94,8 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     families = expand_methods(families)
     unknown = [f for f in families if f not in METHOD_CHOICES]
     if unknown:
-        raise UserError(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(METHOD_CHOICES)})")
+        raise UserError(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(METHOD_CHOICES)}; "
+                        f"or a preset: {', '.join(METHOD_PRESETS)})")
     if len(cfg.losses) < 2:
         raise UserError("compare needs a config with at least two losses (an ensemble)")
     wanted = set(families) | {"single"}

@@ -5,7 +5,7 @@ test embeddings (for query timing, the 2-D maps and the retrieval grid; written 
 :func:`~lossensemble.experiments.comparison.run_comparison`): it runs no model. Writes into
 the comparison's output folder::
 
-    results.json  results.csv  results.md  comparison.json  report.html
+    results.json  results.csv  results.md  comparison.json  report.html  learning_curves.png
     plots/recall_at_k.png  plots/weights.png  plots/losses.png  plots/recall1_over_epochs.png
     plots/embedding_map.png  plots/retrieval_grid.png
 """
@@ -36,6 +36,7 @@ from lossensemble.reporting.results import (
 from lossensemble.reporting.tables import _title
 from lossensemble.data import build_split
 from lossensemble.experiments.comparison import Comparison, MethodResult
+from lossensemble.experiments.cost import train_costs
 from lossensemble.experiments.embeddings import TestEmbeddings, cached_test_embeddings
 from lossensemble.io import read_json, write_json
 from lossensemble.training.run import read_history
@@ -122,9 +123,36 @@ def _recall_curves(comp: Comparison) -> dict[str, list[tuple[float, float]]]:
         first = comp.first(method.name)
         if first is None or not (first.path / "history.csv").is_file():
             continue
-        key = f"test/{method.embedding}/recall@1"
+        key = f"test/{first.embedding}/recall@1"
         series[method.name] = [(r["epoch"], r[key]) for r in read_history(first.path / "history.csv") if key in r]
     return series
+
+
+#: The learning-curve panels: (split in history.csv, metric, panel title).
+LEARNING_CURVES = (("val", "map@r", "validation MAP@R"), ("val", "recall@1", "validation Recall@1"),
+                   ("test", "map@r", "test MAP@R"), ("test", "recall@1", "test Recall@1"))
+
+
+def learning_curves(comp: Comparison) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Validation and test MAP@R and Recall@1 against the training step, per trained row (first seed).
+
+    From each run's history.csv (one row per evaluation, with its ``step``); a trained
+    row is one with a training run of its own (single losses, ensembles, long runs).
+    """
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for method in comp.methods:
+        first = comp.first(method.name)
+        if method.kind not in ("train", "single-long") or first is None:
+            continue
+        hist = first.path / "history.csv"
+        if not hist.is_file():
+            continue
+        rows = read_history(hist)
+        out[method.name] = {
+            title: [(r["step"], r[f"{split}/{first.embedding}/{metric}"]) for r in rows
+                    if "step" in r and f"{split}/{first.embedding}/{metric}" in r]
+            for split, metric, title in LEARNING_CURVES}
+    return out
 
 
 def _neighbours(cached: TestEmbeddings, emb: np.ndarray, queries: np.ndarray, k: int, distance: str,
@@ -162,7 +190,7 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
                folder: Path, progress: bool = False, projection: str = "tsne") -> dict[str, Figure]:
     """Every plot of the report, by key, with its caption (plots that have no data are left out)."""
     from lossensemble.reporting.plots import plot_curves, plot_embedding_map, plot_history, plot_loss_curves
-    from lossensemble.reporting.plots import plot_recall_at_k
+    from lossensemble.reporting.plots import plot_learning_curves, plot_recall_at_k
 
     folder.mkdir(parents=True, exist_ok=True)
     n_seeds = len(comp.seeds)
@@ -185,10 +213,16 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
         figures["losses"] = Figure(path, f"Each raw (unweighted, unscaled) loss over training, per method "
                                    f"({seed0}).")
     path = plot_curves(_recall_curves(comp), folder / "recall1_over_epochs.png", "test Recall@1 (%)",
-                       title=f"Test Recall@1 over epochs ({seed0})")
+                       title=f"Test Recall@1 over epochs ({seed0})", percent=True)
     if path is not None:
         figures["recall_curves"] = Figure(path, f"Test Recall@1 after each epoch ({seed0}; methods evaluated "
                                           "during training).")
+    path = plot_learning_curves(learning_curves(comp), comp.out / "learning_curves.png",
+                                title=f"Learning curves ({seed0})")
+    if path is not None:
+        figures["learning_curves"] = Figure(path, f"Validation and test MAP@R and Recall@1 against training steps, "
+                                            f"for every trained row ({seed0}; validation classes are held out of "
+                                            "the training classes, test classes are unseen).")
     ens = ensemble.best if ensemble is not None else None
     if ens is not None:
         panels = {}
@@ -227,9 +261,20 @@ def summary_notes(comp: Comparison, rows: list[dict[str, Any]], selection: Selec
     if ensemble is not None:
         notes.append(f"Best ensemble variant: {ensemble.describe()}.")
     by_name = {r["method"]: r for r in rows}
-    for name in ("equal", "learned", "learned-compressed", "independent", "independent-compressed"):
+    for name in ("equal", "learned", "learned-compressed", "single-long", "learned-long", "independent",
+                 "independent-compressed"):
         if name in by_name:
             notes.append(_gain_sentence(by_name[name], selection.best))
+    for method in comp.methods:
+        if method.kind in ("best-head", "single-long") and comp.results.get(method.name):
+            chosen = ", ".join(f"{r.embedding.removeprefix('heads.')} (seed {r.seed})"
+                               for r in comp.results[method.name])
+            what = "head" if method.kind == "best-head" else "loss"
+            notes.append(f"{method.name}: the {what} with the best validation MAP@R: {chosen}.")
+    notes.append("train cost: backbone images processed in training (steps x batch size x backbones trained), as "
+                 "a multiple of one single-loss run; the independent ensemble is the sum of its single-loss runs; "
+                 "heads, best-head and compressed/distilled rows cost what their source run cost (their own "
+                 "training uses cached embeddings of frozen backbones).")
     notes.append("dim: embedding size searched at test time; s/step: training seconds per step (independent: the "
                  "sum over its single-loss models); query ms: measured exact faiss search of the test set against "
                  "itself, per query (first seed, best of 3).")
@@ -278,7 +323,7 @@ def report_comparison(comp: Comparison, command: str = "", progress: bool = Fals
     seconds = {name: [r.seconds_per_step for r in res] for name, res in comp.results.items()}
     methods = [{"name": m.name, "group": m.group, "description": m.description} for m in comp.methods]
     rows = comparison_rows(methods, _per_seed(comp, [m.name for m in comp.methods]), selection, seconds, sizes,
-                           query_ms)
+                           query_ms, train_costs(comp.methods, comp.cfg))
     notes = summary_notes(comp, rows, selection, ensemble)
     report = ComparisonReport(rows, selection, ensemble, notes=notes)
     write_json(out / "results.json", rows)

@@ -10,8 +10,11 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 __all__ = [
+    "line_style",
+    "plot_learning_curves",
     "plot_recall_at_k",
     "plot_history",
     "plot_curves",
@@ -20,6 +23,53 @@ __all__ = [
     "project_2d",
     "plot_retrieval_grid",
 ]
+
+
+#: Ten colours (tab10) x four line styles: 40 distinct (colour, line style) pairs; the markers
+#: cycle with another period, so (colour, line style, marker) stays distinct for 280 lines.
+_COLOURS = tuple(plt.get_cmap("tab10").colors)
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def line_style(i: int) -> dict[str, object]:
+    """Keyword arguments of ``ax.plot`` for the ``i``-th line of a figure: colour, line style and marker.
+
+    Line ``i`` and ``j`` differ in colour or line style for ``i != j`` below 40 (and in the
+    triple below 280), so a legend names every line unambiguously.
+    """
+    return {"color": _COLOURS[i % len(_COLOURS)], "linestyle": _LINESTYLES[(i // len(_COLOURS)) % len(_LINESTYLES)],
+            "marker": _MARKERS[i % len(_MARKERS)], "markersize": 3.5, "linewidth": 1.4}
+
+
+def _legend_outside(ax, fontsize: int = 7) -> None:
+    """The legend to the right of the axes (never over the data), in columns of at most 20 entries."""
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              ncol=max(1, (len(handles) + 19) // 20), frameon=False)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for panels that share their lines (by label), right of all panels."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False,
+                   ncol=max(1, (len(labels) + 19) // 20))
+
+
+def _integer_x(ax) -> None:
+    """Integer ticks on an epoch/step axis."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _percent_y(ax) -> None:
+    """A percentage axis from 0 to 100, so gaps between methods look as large as they are."""
+    ax.set_ylim(0.0, 100.0)
 
 
 def plot_recall_at_k(
@@ -38,15 +88,11 @@ def plot_recall_at_k(
     ax.set_xticks(range(len(methods)))
     ax.set_xticklabels(methods, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("Recall@K on unseen classes (%)")
-    low = min((v for m in results.values() for k, v in m.items() if k.startswith("recall@")), default=0.0)
-    ax.set_ylim(max(0.0, low - 10), 100)
+    _percent_y(ax)
     ax.legend(ncol=len(ks), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def plot_history(
@@ -64,50 +110,91 @@ def plot_history(
                 continue
             xs, ys = zip(*pts)
             label = method if len(cols) == 1 else f"{method}: {col[len(prefix):]}"
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+            ax.plot(xs, ys, label=label, **line_style(drawn))
             drawn += 1
     if not drawn:
         plt.close(fig)
         return None
     ax.set_xlabel("epoch")
+    _integer_x(ax)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def _save(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG at ``path`` and close it."""
+    """Save ``fig`` as PNG at ``path`` (grown to hold legends outside the axes) and close it."""
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def plot_curves(
     series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, ylabel: str, title: str | None = None,
-    xlabel: str = "epoch",
+    xlabel: str = "epoch", percent: bool = False,
 ) -> Path | None:
-    """One line per name through its ``(x, y)`` points (e.g. test Recall@1 per epoch); None when all are empty."""
+    """One line per name through its ``(x, y)`` points (e.g. test Recall@1 per epoch); None when all are empty.
+
+    ``percent``: the y axis runs from 0 to 100. The x axis (epochs, steps) has integer ticks.
+    """
     drawn = {name: pts for name, pts in series.items() if pts}
     if not drawn:
         return None
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    for name, pts in drawn.items():
+    for i, (name, pts) in enumerate(drawn.items()):
         xs, ys = zip(*pts)
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        ax.plot(xs, ys, label=name, **line_style(i))
     ax.set_xlabel(xlabel)
+    _integer_x(ax)
     ax.set_ylabel(ylabel)
+    if percent:
+        _percent_y(ax)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(drawn) > 6 else 1)
+    _legend_outside(ax)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_learning_curves(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], path: str | Path, title: str | None = None,
+) -> Path | None:
+    """One panel per curve key (e.g. ``validation MAP@R``), one line per method, against training steps.
+
+    ``curves[method][key]`` are ``(step, value in %)`` points; every method keeps its
+    style in every panel; y axes run from 0 to 100. None when there are no points.
+    """
+    keys: list[str] = []
+    for per_key in curves.values():
+        keys.extend(k for k, pts in per_key.items() if pts and k not in keys)
+    if not keys:
+        return None
+    cols = min(len(keys), 2)
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.4 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for i, (method, per_key) in enumerate(curves.items()):
+            pts = per_key.get(key) or []
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, label=method, **line_style(i))
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{key.split()[-1]} (%)")
+        _integer_x(ax)
+        _percent_y(ax)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    _figure_legend(fig, axes.flat)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -126,18 +213,19 @@ def plot_loss_curves(
     nrows = (len(losses) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, 3.2 * nrows), squeeze=False)
     for ax, col in zip(axes.flat, losses):
-        for method, rows in histories.items():
+        for i, (method, rows) in enumerate(histories.items()):
             pts = [(r["epoch"], r[col]) for r in rows if col in r and "epoch" in r]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", markersize=3, label=method)
+                ax.plot(xs, ys, label=method, **line_style(i))
         ax.set_title(col[len("loss_"):], fontsize=10)
         ax.set_xlabel("epoch")
+        _integer_x(ax)
         ax.set_ylabel("raw loss (epoch mean)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(losses):]:
         ax.axis("off")
+    _figure_legend(fig, axes.flat)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

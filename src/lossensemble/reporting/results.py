@@ -6,6 +6,7 @@ A row is a plain dict::
      "recall@1": {"mean": 71.2, "std": 0.4}, ...,              # every metric
      "embedding_size": 256, "seconds_per_step": {"mean": ..., "std": ...},
      "query_ms": 0.012,                                        # faiss search per query
+     "train_cost": 1.0,                                        # backbone images trained, x one single-loss run
      "gain": {"recall@1": {"mean": 1.3, "std": 0.5}, ...},     # paired, vs the best single loss
      "best_single": false}
 """
@@ -31,6 +32,8 @@ __all__ = [
     "rows_to_markdown",
     "format_mean_std",
     "table_cells",
+    "terminal_table",
+    "format_cost",
     "strip_counts",
 ]
 
@@ -66,12 +69,16 @@ def comparison_rows(
     seconds_per_step: Mapping[str, Sequence[float | None]],
     embedding_size: Mapping[str, int | None],
     query_ms: Mapping[str, float | None],
+    train_cost: Mapping[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per method (``methods``: dicts with name, group, description), in the given order.
 
     ``test[method][seed]`` are the test metrics of that method on that seed; gains are
-    paired by seed against ``selection.best``.
+    paired by seed against ``selection.best``. ``train_cost``: backbone images processed
+    in training, as a multiple of one single-loss run
+    (:func:`lossensemble.experiments.cost.train_costs`).
     """
+    train_cost = train_cost or {}
     reference = test[selection.best]
     rows = []
     for m in methods:
@@ -89,6 +96,7 @@ def comparison_rows(
         sps = mean_std(v for v in seconds_per_step.get(name, []) if v is not None)
         row["seconds_per_step"] = {"mean": sps["mean"], "std": sps["std"]}
         row["query_ms"] = query_ms.get(name)
+        row["train_cost"] = train_cost.get(name)
         row["gain"] = strip_counts(paired_gain(per_seed, reference, GAIN_METRICS))
         row["best_single"] = name == selection.best
         rows.append(row)
@@ -106,6 +114,13 @@ def format_mean_std(stat: Mapping[str, Any] | None, digits: int = 2, signed: boo
     return text
 
 
+def format_cost(cost: float | None) -> str:
+    """A training cost as ``"4x"`` (``"1.5x"`` when not whole, ``"-"`` when unknown)."""
+    if cost is None:
+        return "-"
+    return f"{cost:.0f}x" if abs(cost - round(cost)) < 1e-9 else f"{cost:.2g}x"
+
+
 def _metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     present = {k for r in rows for k, v in r.items() if isinstance(v, dict) and "mean" in v}
     present.discard("seconds_per_step")
@@ -115,13 +130,14 @@ def _metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def table_cells(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the comparison table (shared by Markdown, HTML and the terminal)."""
     metrics = _metric_keys(rows)
-    header = ["method"] + [_title(k) for k in metrics] + ["dim", "s/step", "query ms"]
+    header = ["method"] + [_title(k) for k in metrics] + ["dim", "train cost", "s/step", "query ms"]
     header += [f"Δ {_title(k)}" for k in GAIN_METRICS]
     body = []
     for r in rows:
         name = r["method"] + (" *" if r.get("best_single") else "")
         cells = [name] + [format_mean_std(r.get(k)) for k in metrics]
         cells.append(str(r["embedding_size"]) if r.get("embedding_size") else "-")
+        cells.append(format_cost(r.get("train_cost")))
         sps = r.get("seconds_per_step") or {}
         cells.append(f"{sps['mean']:.3f}" if sps.get("mean") is not None else "-")
         cells.append(f"{r['query_ms']:.4f}" if r.get("query_ms") is not None else "-")
@@ -129,6 +145,55 @@ def table_cells(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list
         cells += ["" if r.get("best_single") else format_mean_std(gains.get(k), signed=True) for k in GAIN_METRICS]
         body.append(cells)
     return header, body
+
+
+#: Columns of the terminal table, most important first (the full table is in results.md).
+_TERMINAL_METRICS = ("recall@1", "map@r")
+
+
+def terminal_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
+    """The comparison table for a terminal, at most ``width`` characters wide.
+
+    Method, Recall@1, MAP@R, dim, train cost, query ms and the gains in Recall@1/MAP@R;
+    the ``± std`` parts go first when too wide, then columns from the right, then long
+    method names are shortened with ``…``.
+    """
+    gain_keys = [k for k in GAIN_METRICS if k in _TERMINAL_METRICS]
+    metrics = [k for k in _TERMINAL_METRICS if any(isinstance(r.get(k), dict) for r in rows)]
+    header = ["method"] + [_title(k) for k in metrics] + ["dim", "cost", "query ms"]
+    header += [f"Δ {_title(k)}" for k in gain_keys]
+
+    def body(with_std: bool) -> list[list[str]]:
+        out = []
+        for r in rows:
+            strip = (lambda st: st) if with_std else (lambda st: {"mean": (st or {}).get("mean")})
+            cells = [r["method"] + (" *" if r.get("best_single") else "")]
+            cells += [format_mean_std(strip(r.get(k))) for k in metrics]
+            cells.append(str(r["embedding_size"]) if r.get("embedding_size") else "-")
+            cells.append(format_cost(r.get("train_cost")))
+            cells.append(f"{r['query_ms']:.4f}" if r.get("query_ms") is not None else "-")
+            gains = r.get("gain") or {}
+            cells += ["" if r.get("best_single") else format_mean_std(strip(gains.get(k)), signed=True)
+                      for k in gain_keys]
+            out.append(cells)
+        return out
+
+    def render(head: list[str], cells: list[list[str]]) -> list[str]:
+        widths = [max(len(c[i]) for c in [head] + cells) for i in range(len(head))]
+        return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                for line in [head, ["-" * w for w in widths]] + cells]
+
+    for with_std in (True, False):
+        head, cells = list(header), body(with_std)
+        while len(head) > 2 and max(map(len, render(head, cells))) > width:
+            head, cells = head[:-1], [c[:-1] for c in cells]
+        lines = render(head, cells)
+        if max(map(len, lines)) <= width:
+            return "\n".join(lines)
+    excess = max(map(len, lines)) - width
+    keep = max(4, max(len(c[0]) for c in cells) - excess)
+    cells = [[c[0] if len(c[0]) <= keep else c[0][:keep - 1] + "…"] + c[1:] for c in cells]
+    return "\n".join(line[:width] for line in render(head, cells))
 
 
 def rows_to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -145,7 +210,7 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     fields = ["method", "group", "seeds"]
     for k in metrics:
         fields += [f"{k}_mean", f"{k}_std"]
-    fields += ["embedding_size", "seconds_per_step_mean", "seconds_per_step_std", "query_ms"]
+    fields += ["embedding_size", "train_cost", "seconds_per_step_mean", "seconds_per_step_std", "query_ms"]
     for k in GAIN_METRICS:
         fields += [f"gain_{k}_mean", f"gain_{k}_std"]
     fields += ["best_single", "description"]
@@ -155,7 +220,8 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         flat: dict[str, Any] = {"method": r["method"], "group": r.get("group", ""),
                                 "seeds": " ".join(str(s) for s in r.get("seeds", [])),
-                                "embedding_size": r.get("embedding_size"), "query_ms": r.get("query_ms"),
+                                "embedding_size": r.get("embedding_size"), "train_cost": r.get("train_cost"),
+                                "query_ms": r.get("query_ms"),
                                 "best_single": r.get("best_single", False), "description": r.get("description", "")}
         for k in metrics:
             flat[f"{k}_mean"] = (r.get(k) or {}).get("mean")
