@@ -166,6 +166,7 @@ class RunLoggers:
         return any(lg.wants_embeddings for lg in self.loggers)
 
     def open(self, ctx: LoggerContext) -> None:
+        """Open every logger in order (those opened before a failing one are still closed by :meth:`close`)."""
         for lg in self.loggers:
             lg.open(ctx)
             self._open.append(lg)
@@ -199,7 +200,8 @@ class RunLoggers:
                     lg.log_embedding(step, name, emb, labels)
 
     def close(self, status: str) -> None:
-        """Close every opened logger (the first error is raised after all were closed)."""
+        """Close every opened logger; a failure to close is raised (after all were closed) only on success,
+        otherwise logged, so the error or interrupt that ended the run stays the one raised."""
         error: BaseException | None = None
         while self._open:
             lg = self._open.pop(0)
