@@ -157,3 +157,29 @@ def test_index_folders_with_old_and_new_model_files(model_dir, tmp_path, images)
     assert not (tmp_path / "re" / "model.json").exists() and (tmp_path / "re" / "config.json").is_file()
     emb = load_model(tmp_path / "re").embed_images([query])
     assert np.allclose(emb, load_model(model_dir).embed_images([query]), atol=1e-6)
+
+
+def test_push_to_hub_uploads_the_saved_folder(model_dir, monkeypatch):
+    hub = pytest.importorskip("huggingface_hub")
+    _no_network(monkeypatch)
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["repo"] = (repo_id, private, exist_ok)
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            from pathlib import Path
+
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["model"] = load_model(folder_path)  # what is uploaded loads
+            return f"https://hub.example/{repo_id}/commit/1"
+
+    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    url = load_model(model_dir).push_to_hub("me/glyph-model", private=True, token="t")
+    assert url.endswith("/commit/1") and calls["repo"] == ("me/glyph-model", True, True)
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert calls["model"].output_dim == 16 and calls["token"] == "t"

@@ -102,6 +102,8 @@ CASES = [
     ("ensemble", _set("tensors_sha256", "abc"), "tensors_sha256"),
     ("ensemble", _set("source", "run"), "source"),
     ("ensemble", _set("metrics", [1, 2]), "metrics"),
+    ("ensemble", _set("parameters", "many"), "parameters"),
+    ("ensemble", _set("license", ["mit"]), "license"),
     ("ensemble", _set("format_version", "2"), "format version"),
     ("ensemble", _set("format_version", 3), "format version"),
     ("ensemble", _set("format_version", True), "format version"),

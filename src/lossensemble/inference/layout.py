@@ -224,6 +224,8 @@ def check_spec(spec: Any, where: Path) -> dict[str, Any]:
     for key in ("source", "training", "metrics", "onnx"):
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise _bad(where, key, "an object", spec[key])
+    if spec.get("parameters") is not None:
+        _int(spec, "parameters", where, lo=0, hi=1 << 50)
     for key in ("license", "lossensemble_version"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise _bad(where, key, "a string", spec[key])

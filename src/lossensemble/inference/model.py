@@ -121,6 +121,24 @@ class InferenceModel(EnsembleModel):
         return write_folder(save_directory, {k: v for k, v in self.spec.items() if k != "onnx"},
                             self.state_dict())
 
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload lossensemble model") -> str:
+        """Upload this model's folder (:meth:`save_pretrained`) to a Hugging Face Hub repo; returns the commit URL.
+
+        Needs ``huggingface_hub`` (``pip install 'lossensemble[hub]'``) and network access.
+        """
+        import tempfile
+
+        try:
+            from huggingface_hub import HfApi
+        except ImportError:
+            raise UserError("push_to_hub needs huggingface_hub: pip install 'lossensemble[hub]'") from None
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory(prefix="lossensemble-hub-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message))
+
     @classmethod
     def from_pretrained(cls, model_id: str | Path, *, device: str | torch.device = "cpu",
                         revision: str | None = None, cache_dir: str | Path | None = None,

@@ -12,6 +12,7 @@ graph reproduces PyTorch's embeddings at batch sizes 1 and 3 (max abs diff < 1e-
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import warnings
@@ -97,7 +98,9 @@ def export_onnx(model: torch.nn.Module) -> tuple[bytes, dict[str, Any]]:
         raise UserError(f"ONNX export needs onnx and onnxscript: {_INSTALL}") from None
     spec = model.spec
     size = int(spec["image_size"])
-    model = model.cpu().eval()
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).cpu()  # the caller's model stays where it is
+    model = model.eval()
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     errors = []
     proto = None
