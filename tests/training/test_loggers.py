@@ -268,3 +268,25 @@ def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch):
     found = _mlflow_run(client)
     assert [m.step for m in client.get_metric_history(found.info.run_id, "loss/total")] == [1, 2, 3]
     assert len(read_history(run / "history.csv")) == 1
+
+
+def test_mlflow_options_pick_the_store_experiment_and_run_name(tmp_path, monkeypatch):
+    from lossensemble.training.loggers import LoggerContext, MlflowLogger
+
+    store = tmp_path / "elsewhere"
+    lg = MlflowLogger(tracking_uri="file:" + str(store), experiment="exp", run_name="first try")
+    lg.open(LoggerContext(tmp_path / "run", "run", {"train": {"epochs": 2, "lr": {"heads": 0.1}}}, False, 0))
+    lg.log_scalars(1, {"metrics/test/ensemble/recall@1": 50.0})
+    lg.close("interrupted")
+    assert not (tmp_path / "run" / "mlruns").exists()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri="file:" + str(store))
+    found = _mlflow_run(client, "exp")
+    assert found.info.run_name == "first try" and found.info.status == "KILLED"
+    assert found.data.params == {"train.epochs": "2", "train.lr.heads": "0.1"}
+    assert found.data.metrics == {"metrics/test/ensemble/recall_at_1": 50.0}
+    bad = MlflowLogger(tracking_uri="no-such-scheme://host")
+    with pytest.raises(UserError, match="logger 'mlflow' \\(no-such-scheme://host\\)"):
+        bad.open(LoggerContext(tmp_path / "run", "run", {}, False, 0))
