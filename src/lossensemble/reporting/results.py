@@ -155,8 +155,8 @@ def terminal_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
     """The comparison table for a terminal, at most ``width`` characters wide.
 
     Method, Recall@1, MAP@R, dim, train cost, query ms and the gains in Recall@1/MAP@R;
-    the ``± std`` parts go first when too wide, then columns from the right, then long
-    method names are shortened with ``…``.
+    the ``± std`` parts go first when too wide, then query ms, dim, Δ Recall@1, cost, ...,
+    then long method names are shortened with ``…``.
     """
     gain_keys = [k for k in GAIN_METRICS if k in _TERMINAL_METRICS]
     metrics = [k for k in _TERMINAL_METRICS if any(isinstance(r.get(k), dict) for r in rows)]
@@ -183,16 +183,23 @@ def terminal_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
         return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                 for line in [head, ["-" * w for w in widths]] + cells]
 
-    for with_std in (True, False):
-        head, cells = list(header), body(with_std)
-        while len(head) > 2 and max(map(len, render(head, cells))) > width:
-            head, cells = head[:-1], [c[:-1] for c in cells]
-        lines = render(head, cells)
-        if max(map(len, lines)) <= width:
-            return "\n".join(lines)
-    excess = max(map(len, lines)) - width
-    keep = max(4, max(len(c[0]) for c in cells) - excess)
-    cells = [[c[0] if len(c[0]) <= keep else c[0][:keep - 1] + "…"] + c[1:] for c in cells]
+    def fits(head: list[str], cells: list[list[str]]) -> bool:
+        return max(map(len, render(head, cells))) <= width
+
+    head, cells = list(header), body(True)
+    if not fits(head, cells):
+        cells = body(False)
+    drop = ["query ms", "dim", f"Δ {_title('recall@1')}", "cost", f"Δ {_title('map@r')}", _title("recall@1")]
+    for name in drop:
+        if fits(head, cells):
+            break
+        if name in head:
+            i = head.index(name)
+            head, cells = head[:i] + head[i + 1:], [c[:i] + c[i + 1:] for c in cells]
+    if not fits(head, cells):
+        excess = max(map(len, render(head, cells))) - width
+        keep = max(4, max(len(c[0]) for c in cells) - excess)
+        cells = [[c[0] if len(c[0]) <= keep else c[0][:keep - 1] + "…"] + c[1:] for c in cells]
     return "\n".join(line[:width] for line in render(head, cells))
 
 
