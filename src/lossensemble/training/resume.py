@@ -49,9 +49,13 @@ STATE_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "scheduler": (_DICT, False),
     "num_classes": (_INT, False),
     "head_names": (_LIST, False),
+    "skipped_steps": (_INT, False),
     "partial": (_DICT, True),
     "compressor": (_DICT, True),
 }
+
+#: Fields that older checkpoints may lack (resuming has defaults for them); checked when present.
+OPTIONAL_FIELDS = frozenset({"head_names", "skipped_steps", "partial", "compressor"})
 
 
 def _json_type(value: Any) -> str:
@@ -78,6 +82,8 @@ def check_resumable(path: str | Path, epochs: int | None = None) -> dict[str, An
         made = f" (compressed from the {state['compressed_from']} checkpoint)" if "compressed_from" in state else ""
         raise UserError(f"{path}: not a training checkpoint{made}: it cannot be resumed")
     for key, (types, nullable) in STATE_FIELDS.items():
+        if key not in state and key in OPTIONAL_FIELDS:
+            continue
         if key not in state:
             raise UserError(f"{path}: checkpoint metadata lacks '{key}' (not a lossensemble training checkpoint, "
                             "or written by another version)")
@@ -94,7 +100,7 @@ def check_resumable(path: str | Path, epochs: int | None = None) -> dict[str, An
     if epochs is not None and state["epoch"] > epochs:
         raise UserError(f"{path}: checkpoint says {state['epoch']} epochs were trained but the run's config has "
                         f"train.epochs={epochs}")
-    if not all(isinstance(n, str) and n for n in state["head_names"]):
+    if not all(isinstance(n, str) and n for n in state.get("head_names", [])):
         raise UserError(f"{path}: checkpoint metadata 'head_names' must be a list of names, got "
                         f"{state['head_names']!r:.60}")
     params = _optimizer_params(path, state["optimizer"])
@@ -107,9 +113,8 @@ def check_resumable(path: str | Path, epochs: int | None = None) -> dict[str, An
             if not idx.isdigit() or int(idx) not in params or "." not in name[len("optim."):]:
                 raise UserError(f"{path}: unexpected optimiser tensor '{name}' (no parameter group of its "
                                 f"optimiser state lists parameter {idx})")
-    for prefix in ("model.", "weighting."):
-        if not any(n.startswith(prefix) for n in names):
-            raise UserError(f"{path}: checkpoint holds no {prefix.rstrip('.')} tensors")
+    if not any(n.startswith("model.") for n in names):
+        raise UserError(f"{path}: checkpoint holds no model tensors")
     return state
 
 
