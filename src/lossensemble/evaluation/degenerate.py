@@ -85,16 +85,16 @@ def degenerate_findings(
     messages: list[str] = []
     undefined: set[str] = set()
     rows = np.union1d(query_rows, gallery_rows)
-    xs, n = x[rows], len(rows)
+    n = len(rows)
     recall_keys = [f"recall@{kk}" for kk in ks]
 
     n_classes = len(np.unique(y[rows]))
-    zero = ~xs.any(axis=1)
+    zero, identical = _scan_rows(x, rows, distance)
     if zero.all():
         messages.append(f"all {n} embeddings are zero: every distance ties, so the neighbour order is only "
                         "the item order; every metric is undefined (NaN)")
         undefined.update(recall_keys, _NEIGHBOUR_METRICS, ["nmi"])
-    elif _all_identical(xs, distance):
+    elif identical:
         how = " (same direction: cosine sees them as one)" if distance == "cosine" else ""
         messages.append(f"all {n} embeddings are identical{how}: every distance ties, so the neighbour order "
                         "is only the item order; every metric is undefined (NaN)")
@@ -128,15 +128,28 @@ def degenerate_findings(
     return messages, undefined
 
 
-def _all_identical(xs: np.ndarray, distance: str) -> bool:
-    """Whether every row equals the first (for cosine: points the same way)."""
-    if len(xs) < 2:
-        return True
-    v = xs.astype(np.float64)
+def _scan_rows(x: np.ndarray, rows: np.ndarray, distance: str, block: int = 8192) -> tuple[np.ndarray, bool]:
+    """Which of the evaluated rows are all-zero, and whether all of them are identical (for cosine: point the
+    same way), in blocks of rows so that memory stays O(block x d)."""
+    zero = np.zeros(len(rows), bool)
+    first = x[rows[0]].astype(np.float64)
+    norm = np.linalg.norm(first)
     if distance == "cosine":
-        norms = np.linalg.norm(v, axis=1, keepdims=True)
-        if (norms == 0).any():
-            return False
-        v = v / norms
-        return bool(np.abs(v - v[:1]).max() <= 1e-6)
-    return bool((v == v[:1]).all())
+        first = first / norm if norm > 0 else first
+    identical = distance != "cosine" or norm > 0
+    whole = len(rows) == len(x)
+    for start in range(0, len(rows), block):
+        part = x[start:start + block] if whole else x[rows[start:start + block]]
+        zero[start:start + len(part)] = ~part.any(axis=1)
+        if not identical:
+            continue
+        v = part.astype(np.float64)
+        if distance == "cosine":
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            if (norms == 0).any():
+                identical = False
+                continue
+            identical = bool(np.abs(v / norms - first).max() <= 1e-6)
+        else:
+            identical = bool((v == first).all())
+    return zero, identical
