@@ -3,7 +3,8 @@
 * :mod:`~lossensemble.experiments.runs`: train-or-reuse one run folder.
 * :mod:`~lossensemble.experiments.methods` / :mod:`~lossensemble.experiments.catalogue`: the methods a
   comparison can hold.
-* :mod:`~lossensemble.experiments.selection`: the one rule for the best single loss.
+* :mod:`~lossensemble.experiments.selection`: the one rule for the best single loss (and an ensemble's best head).
+* :mod:`~lossensemble.experiments.cost`: the training cost of each row (x one single-loss run).
 * :mod:`~lossensemble.experiments.embeddings`: cached test embeddings of a run.
 * :mod:`~lossensemble.experiments.derived`: independent ensemble, distillation, compression of runs.
 * :mod:`~lossensemble.experiments.comparison`: running a comparison.
@@ -22,6 +23,11 @@ _LAZY = {
     "run_comparison": "comparison",
     "DEFAULT_METHODS": "methods",
     "METHOD_CHOICES": "methods",
+    "METHOD_PRESETS": "methods",
+    "expand_methods": "methods",
+    "train_costs": "cost",
+    "long_config": "runs",
+    "best_head": "selection",
     "Method": "catalogue",
     "comparison_methods": "catalogue",
     "RunResult": "runs",

@@ -200,7 +200,7 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
     figures["recall"] = Figure(plot_recall_at_k(means, folder / "recall_at_k.png", errors=stds),
                                f"Recall@K per method on the unseen classes (mean over {n_seeds} seed(s); "
                                "error bars: std over seeds).")
-    trained = [m.name for m in comp.methods if m.kind == "train"]
+    trained = [m.name for m in comp.methods if m.kind in ("train", "single-long")]
     learning = [m.name for m in comp.methods if m.kind == "train" and m.cfg.weighting.scheme in _LEARNING_SCHEMES]
     seed0 = f"seed {comp.seeds[0]}"
     path = plot_history(_histories(comp, learning), "weight_", folder / "weights.png", "weight w_k",
