@@ -116,3 +116,21 @@ def test_study_without_validation_classes_is_a_one_line_error(tmp_path, tiny_con
     assert len(errors) == 1 and "set data.val_fraction" in errors[0]
     assert err[-1] == errors[0]  # the error is one line (the line before says which config was read)
     assert not (tmp_path / "o").exists()  # refused before anything was trained
+
+
+# Runs last: it rewrites the report without plots.
+@pytest.mark.slow
+def test_second_invocation_reuses_the_long_runs(study, tiny_config, monkeypatch):
+    import lossensemble.experiments.runs as runs
+
+    out, _ = study
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(runs, "Trainer", refuse)
+    before = json.loads((out / "results.json").read_text())
+    assert main(argv(tiny_config, out, "--methods", "study", "--long-factor", "2", "--no-plots")) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["map@r"], r["train_cost"]) for r in after] == [
+        (r["method"], r["map@r"], r["train_cost"]) for r in before]
