@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output)
     embeddings = load_npy(args.embeddings, "embeddings")
     labels = check_labels(load_npy(args.labels, "labels"), args.labels)
-    is_query, is_gallery = _load_masks(args, len(labels))
+    is_query, is_gallery = _load_masks(args, len(embeddings) if embeddings.ndim else len(labels))
     from lossensemble.evaluation import EvaluationWarning, compute_metrics, metrics_to_json
 
     with warnings.catch_warnings(record=True) as caught:
