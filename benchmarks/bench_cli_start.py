@@ -8,7 +8,8 @@ paths are then replaced by ``--n`` random unit vectors. Then times, interleaved 
 
 * ``lossensemble --help``;
 * ``lossensemble search INDEX query.png --k 10`` (reads the index, checks the model,
-  embeds the query, searches, prints);
+  embeds the query, searches, prints), with the model exported ``--format onnx`` so the
+  query is embedded by onnxruntime (the default backend), and with ``--backend torch``;
 * the baseline: the same exact faiss search of one random vector in a fresh Python
   (``import faiss``, read the index, search), i.e. the floor of any one-process search.
 
@@ -49,7 +50,7 @@ def make_index(root: Path, n: int, image_size: int) -> tuple[Path, Path]:
     torch.manual_seed(0)
     model = EnsembleModel(build_backbone("small_cnn"), ["triplet", "proxy_nca"], 32).eval()
     model_dir = export_model(model, torch.tensor([0.5, 0.5]), root / "model", embedding="ensemble",
-                             image_size=image_size, data_kind="photo", backbone_name="small_cnn")
+                             image_size=image_size, data_kind="photo", backbone_name="small_cnn", format="onnx")
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -89,9 +90,11 @@ def run(args) -> str:
         baseline = ("import faiss, numpy as np; i = faiss.read_index(%r); q = np.random.default_rng(0)"
                     ".standard_normal((1, i.d), dtype=np.float32); q /= np.linalg.norm(q); print(i.search(q, 10))"
                     % str(index / "index.faiss"))
+        search = [exe, "search", str(index), str(query), "--k", "10"]
         cases = {
             "lossensemble --help": [exe, "--help"],
-            f"lossensemble search (index of {args.n:,})": [exe, "search", str(index), str(query), "--k", "10"],
+            f"lossensemble search, ONNX model (index of {args.n:,})": search,
+            f"lossensemble search --backend torch (index of {args.n:,})": [*search, "--backend", "torch"],
             "baseline: python + faiss read + search": [sys.executable, "-c", baseline],
         }
         for cmd in cases.values():  # warm the page cache once

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lossensemble.data import SafeImageReader
-from lossensemble.data.pixels import to_rgb
+from lossensemble.preprocess import to_rgb
 
 
 def _read(path: Path) -> np.ndarray:

@@ -24,13 +24,17 @@ def register(sub) -> None:
                    help="ivf: cells visited per query (more = better recall, slower; nlist = exact)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="what embeds the query: auto (default: onnxruntime when the index's model has model.onnx, "
+                   "from 'export --format onnx', and onnxruntime is installed; it starts without importing torch), "
+                   "torch, or onnx")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lossensemble.inference import ImageIndex
 
-    results = ImageIndex(args.index, device=args.device).search(args.query, k=args.k, ef_search=args.ef_search,
+    results = ImageIndex(args.index, device=args.device, backend=args.backend).search(args.query, k=args.k, ef_search=args.ef_search,
                                                                  nprobe=args.nprobe)
     if args.json:
         print(json.dumps(results, indent=2))

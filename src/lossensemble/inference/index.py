@@ -48,8 +48,8 @@ from lossensemble.inference.ann import (
     search_parameters,
 )
 from lossensemble.inference.listing import IMAGE_EXTENSIONS, list_images, read_paths, write_paths
-from lossensemble.inference.model import CONFIG_FILE, LEGACY_CONFIG_FILE, MODEL_FILE, load_model, read_spec
-from lossensemble.inference.model import model_dir as model_dir_of
+from lossensemble.inference.layout import CONFIG_FILE, LEGACY_CONFIG_FILE, MODEL_FILE, ONNX_FILE, read_spec, sha256
+from lossensemble.inference.layout import model_dir as model_dir_of
 from lossensemble.io import atomic_write_bytes, atomic_write_text, read_json
 
 __all__ = ["IMAGE_EXTENSIONS", "INDEX_FORMAT", "INDEX_TYPES", "list_images", "build_index", "ImageIndex"]
@@ -104,14 +104,21 @@ def _read_info(root: Path) -> dict:
     return info
 
 
+#: How an index embeds queries: ``auto`` (onnxruntime when the model copy has model.onnx, onnxruntime is
+#: installed and the device is the CPU; else torch), ``torch`` or ``onnx`` (required).
+BACKENDS = ("auto", "torch", "onnx")
+
+
 class ImageIndex:
     """An index folder opened for search: ``search(image, k)`` -> nearest items, nearest first.
 
-    Attributes: ``info`` (index.json), ``type`` and ``params``, ``model`` (the index's
-    :class:`InferenceModel`), ``index`` (the faiss index), ``paths`` (row -> image path).
+    Attributes: ``info`` (index.json), ``type`` and ``params``, ``model`` (what embeds the
+    queries: the index's :class:`InferenceModel`, or an
+    :class:`~lossensemble.inference.onnx_embedder.OnnxEmbedder` of its model.onnx, see
+    ``backend``), ``index`` (the faiss index), ``paths`` (row -> image path).
     """
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, index_dir: str | Path, device: str = "cpu", backend: str = "auto") -> None:
         import faiss
 
         root = Path(index_dir)
@@ -122,11 +129,7 @@ class ImageIndex:
         self._search_lock = threading.Lock()  # search parameters live on the faiss index: set + search together
         self.type, self.params = _index_type(info, meta_path)
         model_path = _inside(root, info.get("model", MODEL_SUBDIR), '"model"')
-        self.model = load_model(model_path, device=device)  # verifies the tensors against config.json's checksum
-        if self.model.spec["tensors_sha256"] != info["model_sha256"]:
-            raise UserError(f"{model_path}: is not the model this index was built with (tensors checksum "
-                            f"{self.model.spec['tensors_sha256'][:12]}..., index.json expects "
-                            f"{info['model_sha256'][:12]}...); rebuild the index with 'lossensemble index'")
+        self.model = _open_model(model_path, info, device, backend)
         faiss_path = _inside(root, "index.faiss", "index.faiss")
         try:
             self.index = faiss.read_index(str(faiss_path))
@@ -185,8 +188,48 @@ def _copy_model(model_dir: Path, dest: Path) -> None:
     config = CONFIG_FILE if (model_dir / CONFIG_FILE).is_file() else LEGACY_CONFIG_FILE
     (dest / CONFIG_FILE).unlink(missing_ok=True)
     (dest / LEGACY_CONFIG_FILE).unlink(missing_ok=True)
-    for name in (MODEL_FILE, config):
-        atomic_write_bytes(dest / name, (model_dir / name).read_bytes())
+    (dest / ONNX_FILE).unlink(missing_ok=True)
+    for name in (MODEL_FILE, ONNX_FILE, config):
+        if name != ONNX_FILE or (model_dir / name).is_file():
+            atomic_write_bytes(dest / name, (model_dir / name).read_bytes())
+
+
+def _open_model(model_path: Path, info: dict, device: str, backend: str):
+    """What embeds the index's queries (see :data:`BACKENDS`), checked to be the model that built the index."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    graph_path = model_path / ONNX_FILE
+    has_graph = isinstance(info.get("onnx_sha256"), str) and graph_path.is_file()
+    if backend == "onnx" or (backend == "auto" and has_graph and str(device) == "cpu"):
+        from lossensemble.inference.onnx_embedder import OnnxEmbedder, onnxruntime_available
+
+        if not has_graph:
+            raise UserError(f"{model_path}: this index has no ONNX model (export the model with --format onnx "
+                            "and build the index from that folder)")
+        if onnxruntime_available():
+            spec = read_spec(model_path)
+            tensors = (model_path / MODEL_FILE).read_bytes()
+            if sha256(tensors) != spec["tensors_sha256"] or spec["tensors_sha256"] != info["model_sha256"]:
+                raise _not_this_model(model_path, sha256(tensors), info)
+            graph = graph_path.read_bytes()
+            if sha256(graph) != info["onnx_sha256"]:
+                raise UserError(f"{graph_path}: differs from the ONNX model this index was built with "
+                                "(modified after indexing?); rebuild the index with 'lossensemble index'")
+            return OnnxEmbedder(spec, graph)
+        if backend == "onnx":
+            raise UserError("searching with the ONNX model needs onnxruntime: pip install 'lossensemble[onnx]'")
+    from lossensemble.inference.model import load_model
+
+    model = load_model(model_path, device=device)  # verifies the tensors against config.json's checksum
+    if model.spec["tensors_sha256"] != info["model_sha256"]:
+        raise _not_this_model(model_path, model.spec["tensors_sha256"], info)
+    return model
+
+
+def _not_this_model(model_path: Path, found: str, info: dict) -> UserError:
+    return UserError(f"{model_path}: is not the model this index was built with (tensors checksum "
+                     f"{found[:12]}..., index.json expects {info['model_sha256'][:12]}...); rebuild the index "
+                     "with 'lossensemble index'")
 
 
 def _output_dir(out_dir: str | Path) -> Path:
@@ -234,6 +277,8 @@ def build_index(
     inputs = [images] if isinstance(images, (str, Path)) else list(images)
     if append:
         return _append(src, inputs, out, index_type, batch_size=batch_size, progress=progress, device=device)
+    from lossensemble.inference.model import load_model
+
     model = load_model(src, device=device)
     files = list_images(inputs)
     if not files:
@@ -262,6 +307,7 @@ def build_index(
         "model": MODEL_SUBDIR,
         "model_source": str(src.resolve()),
         "model_sha256": model.spec["tensors_sha256"],
+        "onnx_sha256": sha256((src / ONNX_FILE).read_bytes()) if (src / ONNX_FILE).is_file() else None,
         "images": [str(Path(p).resolve()) for p in inputs],
         "skipped": list(result.skipped),
     }
@@ -276,7 +322,7 @@ def _append(src: Path, inputs: list, out: Path, index_type: str | None, *, batch
     if not (out / "index.json").is_file():
         raise UserError(f"--append: {out} holds no index to append to (build one without --append first)")
     spec = read_spec(src)
-    existing = ImageIndex(out, device=device)
+    existing = ImageIndex(out, device=device, backend="torch")  # embeds many files: torch, batched
     if spec["tensors_sha256"] != existing.info["model_sha256"]:
         raise UserError(f"--append: {src} is not the model that built {out} (tensors checksum "
                         f"{spec['tensors_sha256'][:12]}... vs {existing.info['model_sha256'][:12]}...); "
