@@ -72,7 +72,7 @@ def tiny_config() -> TinyConfig:
 
 # ----------------------------------------------------------------------------- metric oracle
 def brute_force_retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8)) -> dict[str, float]:
-    """Recall@K, kNN accuracy, MAP@R and R-precision (percent) by brute force: all pairwise cosine similarities in float64.
+    """Recall@K, kNN accuracy, MAP@R and R-precision (percent) by brute force, all pairwise cosine similarities.
 
     Written from the definitions (Musgrave et al. 2020), independently of ``lossensemble.evaluation``:
     each item queries all *other* items; R = number of other items of its class.

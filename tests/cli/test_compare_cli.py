@@ -25,6 +25,8 @@ DIM = 16  # the tiny config's model.embedding_dim: one head, and the compressed 
 EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "uncertainty", "learned-compressed",
             "equal-scaled", "learned-noscale", "independent", "independent-compressed", "equal-head-triplet",
             "equal-head-proxy_nca"]
+PLOTS = [*(f"plots/{name}.png" for name in ("recall_at_k", "weights", "losses", "recall1_over_epochs",
+                                            "embedding_map", "retrieval_grid")), "learning_curves.png"]
 METRICS = ["recall@1", "recall@2", "recall@4", "recall@8", "nmi", "knn_acc", "map@r", "r_precision"]
 
 
@@ -142,11 +144,9 @@ def test_independent_embedding_is_the_concatenation(compared, retrieval_oracle):
 def test_plots_are_png(compared):
     from PIL import Image
 
-    names = ["recall_at_k", "weights", "losses", "recall1_over_epochs", "embedding_map", "retrieval_grid"]
-    for name in names:
-        path = compared / "plots" / f"{name}.png"
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        with Image.open(path) as img:
+    for path in PLOTS:
+        assert (compared / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+        with Image.open(compared / path) as img:
             img.verify()
 
 
@@ -156,7 +156,7 @@ def test_report_is_self_contained(compared):
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sum(s.startswith("data:image/png;base64,") for s in sources) == 6
+    assert sum(s.startswith("data:image/png;base64,") for s in sources) == len(PLOTS)  # each plot, inlined
     for s in sources:
         assert s.startswith("data:") or (compared / s).is_file(), s
     for text in ("single-proxy_nca", "learned-compressed", "pytorch-metric-learning", "faiss", "embedding_dim"):
@@ -225,7 +225,8 @@ def test_independent_ensemble_is_distilled_into_one_head_of_the_best_single_mode
     assert facts["compressor"]["variant"] == "direct"
     assert facts["teacher_dim"] == 2 * facts["compressor"]["dim"]
     assert facts["epoch_losses"] and all(np.isfinite(facts["epoch_losses"]))
-    row = next(r for r in json.loads((compared / "results.json").read_text()) if r["method"] == "independent-compressed")
+    rows = json.loads((compared / "results.json").read_text())
+    row = next(r for r in rows if r["method"] == "independent-compressed")
     assert row["embedding_size"] == facts["compressor"]["dim"]
     # the row's MAP@R is that of the distilled embeddings (brute force here)
     emb, labels = cached_embedding(compared, "independent-compressed")

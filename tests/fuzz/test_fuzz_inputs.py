@@ -235,6 +235,21 @@ def _fresh(workdir: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=workdir))
 
 
+def test_the_watch_sees_files_written_outside_the_output_folder(workdir, monkeypatch):
+    """The check of (c) itself: a stray file in the working directory, or a changed input, is reported."""
+    import lossensemble.runtime as runtime
+
+    real = runtime.configure_logging
+    for name in ("stray.txt", "config.yaml"):  # a new file in the working directory; the input file changed
+        def write_then_configure(*args, name=name, **kwargs):
+            Path(name).write_text("x")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(runtime, "configure_logging", write_then_configure)
+        with pytest.raises(AssertionError, match=name):
+            run_train(b"42\n", _fresh(workdir))
+
+
 # ----------------------------------------------------------------------------- (a) configs
 def _tiny_dict(tiny_config) -> dict:
     from lossensemble.config import config_to_dict
@@ -299,7 +314,8 @@ GOOD_ROWS = [["imgs/0.png", "a", "train"], ["imgs/1.png", "a", "train"], ["imgs/
              ["imgs/6.png", "d", "test"], ["imgs/7.png", "d", "test"]]
 paths = st.sampled_from(["imgs/0.png", "imgs/3.png", "imgs/6.png", "imgs/missing.png", "imgs", "notes.txt",
                          "../outside/x.png", "OUTSIDE_ABS", "/etc/passwd", "/nonexistent/x.png", "", " imgs/1.png",
-                         "imgs/../imgs/2.png", "imgs\\4.png", "~/x.png", "\x00", "caf\u00e9.png"]) | st.text(max_size=12)
+                         "imgs/../imgs/2.png", "imgs\\4.png", "~/x.png", "\x00", "caf\u00e9.png"]) \
+    | st.text(max_size=12)
 labels = st.sampled_from(["a", "b", "c", "d", "1", "-1", "0", "1.5", "nan", "", "None", str(2**70), " a", "A",
                           "\u00e9", "[1]"]) | st.integers().map(str)
 splits = st.sampled_from(["train", "test", "validation", "query", "gallery", "Train", "", "hold out"])
@@ -307,14 +323,18 @@ rows = st.one_of(st.sampled_from(GOOD_ROWS), st.lists(st.one_of(paths, labels, s
                  st.tuples(paths, labels, splits).map(list))
 headers = st.sampled_from([["path", "label", "split"]] * 4 + [
     ["label", "path", "split"], ["path", "label"], ["path", "label", "split", "extra"], ["path", "label", "label"],
-    ["path", "label", "split", "is_query"], ["path", "label", "split", "is_query", "is_gallery"], ["Path", "Label", "Split"],
+    ["path", "label", "split", "is_query"], ["path", "label", "split", "is_query", "is_gallery"],
+    ["Path", "Label", "Split"],
     [], ["\ufeffpath", "label", "split"]])
 
 
 @st.composite
 def csv_files(draw) -> bytes:
     header = draw(headers)
-    body = draw(st.lists(rows, max_size=12)) if draw(st.booleans()) else list(GOOD_ROWS) + draw(st.lists(rows, max_size=3))
+    if draw(st.booleans()):
+        body = draw(st.lists(rows, max_size=12))
+    else:
+        body = list(GOOD_ROWS) + draw(st.lists(rows, max_size=3))
     if draw(st.booleans()):
         body = body + body[: draw(st.integers(0, len(body)))]  # duplicate rows
     text = io.StringIO()
@@ -386,29 +406,20 @@ def test_found_eval_k_past_int64(tiny_config, workdir, edits):
     check_config(tiny_config, workdir, edits)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="csv option dataset_root that is not a string: "
-                   "Path(3) raises TypeError (data/generic.py:150) instead of a one-line error")
+def _found(options: dict, error: type, reason: str):
+    return pytest.param(options, marks=pytest.mark.xfail(strict=True, raises=error, reason=reason))
+
+
+@pytest.mark.parametrize("options", [
+    _found({"dataset_root": 3}, TypeError, "csv option dataset_root that is not a string: Path(3) raises "
+           "TypeError (data/generic.py:150) instead of a one-line error"),
+    _found({"max_image_pixels": "x"}, ValueError, "option max_image_pixels that is not a number: int('x') "
+           "raises ValueError (data/images.py:43) instead of a one-line error"),
+    _found({"max_image_pixels": 10}, KeyError, "no test image readable (here: all over max_image_pixels): the "
+           "evaluation has no 'ensemble' entry and training/trainer.py:391 raises KeyError, not a one-line error"),
+])
 @ONLY_EXAMPLES
-@given(content=st.just(GOOD_CSV), options=st.just({}))  # only the example runs
-@example(content=GOOD_CSV, options={"dataset_root": 3})
-def test_found_csv_dataset_root_of_wrong_type(tiny_config, workdir, content, options):
-    check_csv(tiny_config, workdir, content, options)
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="option max_image_pixels that is not a number: "
-                   "int('x') raises ValueError (data/images.py:43) instead of a one-line error")
-@ONLY_EXAMPLES
-@given(content=st.just(GOOD_CSV), options=st.just({}))  # only the example runs
-@example(content=GOOD_CSV, options={"max_image_pixels": "x"})
-def test_found_csv_max_image_pixels_not_a_number(tiny_config, workdir, content, options):
-    check_csv(tiny_config, workdir, content, options)
-
-
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="no test image readable (here: all over "
-                   "max_image_pixels): the evaluation has no 'ensemble' entry and training/trainer.py:391 "
-                   "raises KeyError instead of a one-line error")
-@ONLY_EXAMPLES
-@given(content=st.just(GOOD_CSV), options=st.just({}))  # only the example runs
-@example(content=GOOD_CSV, options={"max_image_pixels": 10})
-def test_found_no_readable_test_image(tiny_config, workdir, content, options):
+@given(content=st.just(GOOD_CSV))  # only the example runs
+@example(content=GOOD_CSV)
+def test_found_csv_tracebacks(tiny_config, workdir, options, content):
     check_csv(tiny_config, workdir, content, options)

@@ -156,7 +156,8 @@ def test_torchrun_cli_trains(tmp_path, tiny_config):
     """``torchrun --nproc_per_node=2 -m lossensemble train`` end to end."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress", *tiny_config.overrides(*LEARNED)]
+           f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress",
+           *tiny_config.overrides(*LEARNED)]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
