@@ -135,3 +135,10 @@ def test_warnings_survive_pickling_across_ranks():
     got = MetricResults({"recall@1": 50.0}, ["a reason"])
     back = pickle.loads(pickle.dumps(got))
     assert back == {"recall@1": 50.0} and back.warnings == ["a reason"]
+
+
+def test_k_past_int64_means_among_all_items():
+    x = np.random.default_rng(6).normal(size=(6, 4))
+    y = np.array([0, 0, 0, 1, 1, 1])
+    got, messages = evaluate(x, y, k=(1, 10**20), nmi=False)
+    assert got[f"recall@{10**20}"] == 100.0 and f"recall@{10**20}: K is at least the 5 other" in messages[0]

@@ -254,7 +254,7 @@ def per_query_metrics(
     ``x`` holds prepared vectors (see :func:`prepare_vectors`) for all items.
     """
     nq, ng = len(plan.query_rows), searcher.ntotal
-    widths = np.minimum(np.maximum(plan.r, max(max(ks), KNN_VOTERS)), ng)
+    widths = np.minimum(np.maximum(plan.r, min(max(max(ks), KNN_VOTERS), ng)), ng)  # K past int64 is fine
     out = PerQuery(
         hits=np.zeros((nq, len(ks)), bool),
         knn_correct=np.zeros(nq, bool),
