@@ -110,3 +110,24 @@ def brute_force_retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8)) -> dict[s
 def retrieval_oracle():
     """:func:`brute_force_retrieval_metrics`, the independent check of reported retrieval metrics."""
     return brute_force_retrieval_metrics
+
+
+def kmeans_nmi(embeddings, labels) -> float:
+    """NMI (percent) of scikit-learn k-means clusters (k = classes, 10 restarts) of the L2-normalised embeddings.
+
+    Another k-means than the library's faiss one: a reported NMI should be within a few points of this.
+    """
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    clusters = KMeans(len(np.unique(labels)), n_init=10, random_state=0).fit_predict(x)
+    return 100.0 * float(normalized_mutual_info_score(labels, clusters))
+
+
+@pytest.fixture(scope="session")
+def nmi_oracle():
+    """:func:`kmeans_nmi`: compare a reported NMI with ``abs=5`` (two k-means differ by a point or two)."""
+    return kmeans_nmi

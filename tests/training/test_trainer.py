@@ -38,7 +38,7 @@ def test_learned_weights_stay_above_floor_and_sum_near_one(tmp_path, tiny_config
     assert any(abs(hist[-1][f"scale_{n}"] - 1.0) > 1e-3 for n in ("triplet", "proxy_nca"))
 
 
-def test_run_folder_contents_and_metric_values(tmp_path, tiny_config, retrieval_oracle):
+def test_run_folder_contents_and_metric_values(tmp_path, tiny_config, retrieval_oracle, nmi_oracle):
     cfg = tiny_config()
     metrics = Trainer(cfg, tmp_path / "run").fit()
     root = tmp_path / "run"
@@ -60,6 +60,7 @@ def test_run_folder_contents_and_metric_values(tmp_path, tiny_config, retrieval_
             # float32 search vs float64 here: at most one query's neighbour may flip on a near-tie
             assert reported[key] == pytest.approx(value, abs=100 / len(test.labels) + 1e-6), (emb, key)
         assert reported["recall@1"] <= reported["recall@2"] <= reported["recall@4"] <= reported["recall@8"]
+        assert reported["nmi"] == pytest.approx(nmi_oracle(test.embeddings[emb], test.labels), abs=5), emb
     summary = json.loads((root / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["embedding_sizes"]["ensemble"] == 32
 
