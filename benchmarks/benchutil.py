@@ -24,6 +24,8 @@ TITLES = {
     "gpu": "GPU (not run)",
     "cli_start": "CLI start-up",
     "ann": "Approximate indexes",
+    "frozen": "Frozen backbone",
+    "serve": "Serving",
 }
 
 

@@ -47,10 +47,13 @@ BENCHES: dict[str, tuple[str, list[str], list[str], bool]] = {
     "eval": ("bench_eval.py", [], [], False),
     "cli_start": ("bench_cli_start.py", ["--repeats", "3"], [], True),
     "ann": ("bench_ann.py", ["--n", "100000", "--queries", "300"], [], True),
+    "frozen": ("bench_frozen.py", ["--steps", "4", "--rounds", "2"], [], True),
+    "serve": ("bench_serve.py", ["--requests", "20"], [], True),
 }
 SECTIONS = {  # where each bench writes in BENCHMARKS.md
     "train_step": "Training step overhead", "input_pipeline": "Input pipeline", "demo": "Demo wall time",
     "search": "Search", "eval": "Evaluation", "cli_start": "CLI start-up", "ann": "Approximate indexes",
+    "frozen": "Frozen backbone", "serve": "Serving",
 }
 
 GPU_TEXT = """\

@@ -67,6 +67,10 @@ class ModelConfig:
     weights: str | None = None
     embedding_dim: int = 64
     freeze_bn: bool = False
+    # Backbone fixed (no gradients, eval mode): train heads, loss weights and compressor only. With
+    # data.augment=none its features are computed once per image and cached (feature_cache).
+    freeze_backbone: bool = False
+    feature_cache: bool = True
 
 
 @dataclass

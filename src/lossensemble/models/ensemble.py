@@ -103,6 +103,7 @@ class EnsembleModel(nn.Module):
         embedding_dim: int,
         freeze_bn: bool = False,
         shared: Mapping[str, str] | None = None,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -114,10 +115,16 @@ class EnsembleModel(nn.Module):
         self.compressor_input = "ensemble"  # or "features" for the direct variant
         if freeze_bn:
             freeze_batchnorm(self.backbone)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:  # a fixed feature extractor: no gradients, always in eval mode
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
 
     def train(self, mode: bool = True) -> "EnsembleModel":
         super().train(mode)
-        if mode and self.freeze_bn:
+        if mode and self.freeze_backbone:
+            self.backbone.eval()
+        elif mode and self.freeze_bn:
             freeze_batchnorm(self.backbone)
         return self
 
@@ -199,4 +206,5 @@ class EnsembleModel(nn.Module):
 def build_model(model_cfg, head_names: Sequence[str], shared: Mapping[str, str] | None = None) -> EnsembleModel:
     """Build an :class:`EnsembleModel` from a :class:`~lossensemble.config.ModelConfig` (``shared``: see build_heads)."""
     backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.weights)
-    return EnsembleModel(backbone, head_names, model_cfg.embedding_dim, freeze_bn=model_cfg.freeze_bn, shared=shared)
+    return EnsembleModel(backbone, head_names, model_cfg.embedding_dim, freeze_bn=model_cfg.freeze_bn, shared=shared,
+                         freeze_backbone=getattr(model_cfg, "freeze_backbone", False))

@@ -29,7 +29,8 @@ class TrainingModule(nn.Module):
     model). The model itself is kept unregistered: its optional compressor, trained
     separately on detached inputs, stays outside DDP.
 
-    ``forward(images, labels, amp)`` returns ``(features, heads, raw, total, info)``:
+    ``forward(images, labels, amp)`` returns ``(features, heads, raw, total, info)``; with
+    ``features_in`` the inputs are backbone features already (see :mod:`lossensemble.training.features`).
     ``raw`` the raw loss values (detached; on several processes their mean over ranks,
     identical everywhere), ``total`` the weighted objective (with the diversity term) and
     ``info`` the weighting's floats for logging. On several processes, losses without
@@ -39,8 +40,9 @@ class TrainingModule(nn.Module):
     """
 
     def __init__(self, model: nn.Module, losses: nn.ModuleList, weighting: nn.Module, diversity: float = 0.0,
-                 diversity_margin: float = 2.0) -> None:
+                 diversity_margin: float = 2.0, features_in: bool = False) -> None:
         super().__init__()
+        self.features_in = features_in  # inputs are cached backbone features (frozen-backbone fast mode)
         self.backbone = model.backbone
         self.ensemble = LossEnsemble(model.heads, losses, weighting, diversity=diversity,
                                       diversity_margin=diversity_margin)
@@ -57,7 +59,10 @@ class TrainingModule(nn.Module):
     def forward(self, images: torch.Tensor, labels: torch.Tensor, amp: bool = False):
         model = self._model[0]
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
-            feats, heads = model(images, return_features=True)
+            if self.features_in:
+                feats, heads = images, model.forward_heads(images)
+            else:
+                feats, heads = model(images, return_features=True)
         heads = [h.float() for h in heads]
         total, synced, info = self.ensemble.objective(heads, labels, shared=feats)
         return feats, heads, synced, total, info

@@ -67,6 +67,9 @@ def save_state(trainer, path: Path, rng_state: torch.Tensor | None = None) -> No
     save_checkpoint(path, tensors, state)
 
 def load_state(trainer, path: Path) -> None:
+    from lossensemble.training.resume import check_resumable
+
+    check_resumable(path, trainer.cfg.train.epochs)  # a foreign or hand-edited checkpoint: one line, nothing written
     tensors, state = load_checkpoint(path)
     _load_modules(trainer, tensors)
     trainer.optimizer.load_state_dict(unflatten_optimizer_state(tensors, state["optimizer"]))

@@ -10,7 +10,7 @@ import torch
 from lossensemble import __version__
 from lossensemble.config import config_to_dict
 
-__all__ = ["run_summary", "embedding_sizes", "short_row", "data_and_evaluation_issues"]
+__all__ = ["run_summary", "embedding_sizes", "short_row", "data_and_evaluation_issues", "setup_message"]
 
 
 def run_summary(trainer) -> dict[str, Any]:
@@ -77,3 +77,16 @@ def short_row(row: dict[str, Any]) -> str:
     keys = [k for k in row if k.startswith("loss_") or k.startswith("weight_") or k == "test/ensemble/recall@1"
             or k == "test/ensemble/map@r"]
     return ", ".join(f"{k}={row[k]:.4g}" for k in keys)
+
+
+def setup_message(trainer) -> str:
+    """The log line describing a trainer's data, model and device (written once set up)."""
+    d, cfg = trainer.cfg.data, trainer.cfg
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    val = f", {trainer.val_set.num_classes} val classes" if trainer.val_set is not None else ""
+    frozen = "; frozen backbone" + (", cached features" if trainer.loader_set is not trainer.train_set else "") \
+        if cfg.model.freeze_backbone else ""
+    return (f"data {d.name}: {trainer.train_set.num_classes} train classes / {len(trainer.train_set)} images, "
+            f"{trainer.test_set.num_classes} test classes / {len(trainer.test_set)} images{val}; model "
+            f"{cfg.model.backbone} with {len(cfg.losses)} heads ({n_params / 1e6:.2f}M parameters) on "
+            f"{trainer.device}{frozen}")

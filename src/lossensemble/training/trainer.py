@@ -33,6 +33,7 @@ from lossensemble.models import build_components, check_components
 from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
 from lossensemble.training.exceptions import NothingToResume, RunExists, TrainingDiverged, TrainingInterrupted
+from lossensemble.training.features import frozen_feature_set
 from lossensemble.training.loggers import LoggerContext, build_loggers, epoch_extras, evaluate_keeping
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.module import TrainingModule, all_reduce_mean_float
@@ -40,7 +41,7 @@ from lossensemble.training.run import (RunPaths, check_run_folder, merge_metrics
                                        write_json)
 from lossensemble.training.resume import SkipFirstBatches
 from lossensemble.training.signals import StopFlag, catch_stop_signals
-from lossensemble.training.summary import run_summary, short_row
+from lossensemble.training.summary import run_summary, setup_message, short_row
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "RunExists", "NothingToResume"]
 
@@ -134,15 +135,9 @@ class Trainer:
         if self.resume:
             training_state.load_state(self, self.paths.last)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.loader_set = frozen_feature_set(self) or self.train_set  # cached features of a frozen backbone
         self.train_module = self._wrap_for_training()
-        n_params = sum(p.numel() for p in self.model.parameters())
-        log.info(
-            "data %s: %d train classes / %d images, %d test classes / %d images%s; model %s with %d heads "
-            "(%.2fM parameters) on %s",
-            d.name, self.train_set.num_classes, len(self.train_set), self.test_set.num_classes, len(self.test_set),
-            f", {self.val_set.num_classes} val classes" if self.val_set is not None else "",
-            cfg.model.backbone, len(cfg.losses), n_params / 1e6, self.device,
-        )
+        log.info(setup_message(self))
 
     # ------------------------------------------------------------------ state
     def _state_tensors(self) -> dict[str, torch.Tensor]:
@@ -158,7 +153,8 @@ class Trainer:
         the compressor's broadcast copy the same values everywhere.
         """
         w = self.cfg.weighting
-        module = TrainingModule(self.model, self.losses, self.weighting, w.diversity, w.diversity_margin)
+        module = TrainingModule(self.model, self.losses, self.weighting, w.diversity, w.diversity_margin,
+                                features_in=self.loader_set is not self.train_set)
         if not self.dist.active:
             return module
         if self.compression is not None:
@@ -220,7 +216,7 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         batch_sampler = SkipFirstBatches(self.sampler, skip) if skip else self.sampler
         return torch.utils.data.DataLoader(
-            self.train_set,
+            self.loader_set,
             batch_sampler=batch_sampler,
             num_workers=self.cfg.data.num_workers,
             collate_fn=collate_batch,
@@ -406,7 +402,7 @@ class Trainer:
         test = self._last_test
         if test is None:  # resumed after the last epoch finished: evaluate again
             self.model.eval()
-            test = self.evaluate(self.test_set, keep=True)
+            self._last_test = test = self.evaluate(self.test_set, keep=True)
         if not self.dist.is_main:
             return test
         write_json(self.paths.metrics, merge_metrics(self.paths, test, self.compression is not None))
