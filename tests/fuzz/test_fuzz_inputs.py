@@ -299,7 +299,7 @@ def test_files_that_are_not_configs_fail_in_one_line(workdir, content):
 
 # ----------------------------------------------------------------------------- (b) CSV data sets
 def _images(root: Path) -> None:
-    """Eight images of four classes under root/in/imgs, one more outside the CSV's folder."""
+    """Eight images of four classes under root/in/imgs, odd ones under root/in/odd, one outside the CSV's folder."""
     rng = np.random.default_rng(0)
     for k in range(8):
         path = root / "in" / "imgs" / f"{k}.png"
@@ -308,6 +308,12 @@ def _images(root: Path) -> None:
     (root / "outside").mkdir()
     Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(root / "outside" / "x.png")
     (root / "in" / "notes.txt").write_text("not an image")
+    odd = root / "in" / "odd"
+    odd.mkdir()
+    (odd / "truncated.png").write_bytes((root / "in" / "imgs" / "0.png").read_bytes()[:40])
+    Image.new("RGB", (1, 1)).save(odd / "one-pixel.png")
+    Image.fromarray(rng.integers(0, 65535, (9, 30), dtype=np.uint16)).save(odd / "gray16.png")
+    Image.new("RGBA", (5, 7), (1, 2, 3, 0)).save(odd / "transparent.png")
 
 
 GOOD_ROWS = [["imgs/0.png", "a", "train"], ["imgs/1.png", "a", "train"], ["imgs/2.png", "b", "train"],
@@ -315,6 +321,7 @@ GOOD_ROWS = [["imgs/0.png", "a", "train"], ["imgs/1.png", "a", "train"], ["imgs/
              ["imgs/6.png", "d", "test"], ["imgs/7.png", "d", "test"]]
 paths = st.sampled_from(["imgs/0.png", "imgs/3.png", "imgs/6.png", "imgs/missing.png", "imgs", "notes.txt",
                          "../outside/x.png", "OUTSIDE_ABS", "/etc/passwd", "/nonexistent/x.png", "", " imgs/1.png",
+                         "odd/truncated.png", "odd/one-pixel.png", "odd/gray16.png", "odd/transparent.png",
                          "imgs/../imgs/2.png", "imgs\\4.png", "~/x.png", "\x00", "caf\u00e9.png"]) \
     | st.text(max_size=12)
 labels = st.sampled_from(["a", "b", "c", "d", "1", "-1", "0", "1.5", "nan", "", "None", str(2**70), " a", "A",
