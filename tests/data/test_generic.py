@@ -51,7 +51,7 @@ def test_folder_ignores_non_image_files_and_hidden_entries(folder):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(DatasetNotFound, match="needs root"):
+    with pytest.raises(DatasetNotFound, match=r"needs data\.root=\.\.\. \(root=\.\.\. in Python"):
         build_dataset("folder", "train")
     with pytest.raises(DatasetNotFound, match=str(tmp_path / "missing")):
         build_dataset("folder", "train", tmp_path / "missing")

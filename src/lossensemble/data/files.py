@@ -58,7 +58,7 @@ class FileDatasetSource(DatasetSource):
                 raise DatasetNotFound(
                     f"{self.name}: {what} not found: {missing} (expected {root / self.required[0]}). "
                     f"Get {self.title or self.name} from {self.how_to_get} and extract it so that "
-                    f"{root / self.required[0]} exists, or pass root=... (or set LOSSENSEMBLE_DATA)"
+                    f"{root / self.required[0]} exists, or pass data.root=... (root=... in Python; or set LOSSENSEMBLE_DATA)"
                 )
         return root
 

@@ -40,11 +40,11 @@ class _UserDataSource(FileDatasetSource):
 
     def dataset_root(self) -> Path:
         if self.root is None:
-            raise DatasetNotFound(f"{self.name}: needs root=... ({self.how_to_get})")
+            raise DatasetNotFound(f"{self.name}: needs data.root=... (root=... in Python; {self.how_to_get})")
         return self.root
 
     def location(self) -> str:
-        return str(self.root) if self.root is not None else "(pass root)"
+        return str(self.root) if self.root is not None else "(pass data.root=...)"
 
     def check_layout(self) -> Path:
         root = self.dataset_root()
