@@ -32,6 +32,7 @@ MAX_SEED = 2**63 - 1
 MAX_EMBEDDING_DIM = 65536
 MAX_IMAGE_SIZE = 4096
 MAX_BATCH_SIZE = 1_000_000
+MAX_K = 2**31 - 1  # Recall@K beyond the gallery size means "among all items"
 
 
 class ConfigError(UserError):
@@ -272,7 +273,7 @@ class Config:
                f"each logger may appear once, got {logger_names}")
         _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
         e = self.eval
-        _check(len(e.k) >= 1 and all(k >= 1 for k in e.k), "eval.k", "needs positive integers")
+        _check(len(e.k) >= 1 and all(1 <= k <= MAX_K for k in e.k), "eval.k", f"needs integers in [1, {MAX_K:_}]")
         _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")
         _check(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
         _check(e.max_items is None or e.max_items >= 2, "eval.max_items", "must be >= 2 or null (all items)")

@@ -52,6 +52,8 @@ class DatasetSource:
             known = ", ".join(sorted(self.options)) or "none"
             hint = f"; did you mean {close[0]!r}?" if close else f"; known options: {known}"
             raise UserError(f"dataset {self.name!r} has no option {unknown[0]!r}{hint}")
+        for key, value in options.items():
+            _check_option(self.name, key, value)
         self.root = None if root is None else Path(root).expanduser()
         self.opts: dict[str, Any] = {**self.options, **options}
 
@@ -74,6 +76,23 @@ class DatasetSource:
     def location(self) -> str:
         """Where the data is read from (a path), for messages and the datasets table."""
         return str(self.root) if self.root is not None else "(data.root=... required)"
+
+
+#: Types of the options several datasets share, whose default (None) does not say it.
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {"max_image_pixels": (int,), "dataset_root": (str,),
+                                              "train_classes": (list, str), "train_ratio": (int, float)}
+
+
+def _check_option(dataset: str, key: str, value: Any) -> None:
+    """A one-line :class:`UserError` for a shared option of the wrong type (``max_image_pixels: x``)."""
+    types = _OPTION_TYPES.get(key)
+    if value is None or types is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise UserError(f"dataset {dataset!r}: option {key!r} expects {names} (or null), got {value!r}")
+    if key == "max_image_pixels" and value < 1:
+        raise UserError(f"dataset {dataset!r}: option 'max_image_pixels' must be >= 1, got {value}")
 
 
 DATASETS: Registry[type[DatasetSource]] = Registry("dataset", key="data.name")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lossensemble import distributed
+from lossensemble.errors import DataError
 from lossensemble.evaluation.extract import evaluation_indices, extract_embeddings
 from lossensemble.evaluation.degenerate import MetricResults
 from lossensemble.evaluation.metrics import EvaluationWarning, compute_metrics
@@ -67,20 +68,32 @@ def evaluate_model_sharded(embed_fn: EmbedFn, dataset, *, k: Sequence[int] = (1,
     shard = extract_embeddings(embed_fn, dataset, batch_size=batch_size, num_workers=num_workers, device=device,
                                progress=progress, indices=mine)
     shards = distributed.gather_object_to_main(shard)
-    results = None
+    results: Any = None
     if shards is not None:
         embeddings, labels, kept = _merge_shards(shards)
-        note = _unreadable_note(len(indices), len(kept))
-        results = _with_unreadable(score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
-                                                    **query_gallery_masks(dataset, kept)), len(indices) - len(kept),
-                                   note)
-    return distributed.broadcast_object(results)
+        try:
+            note = _unreadable_note(len(indices), len(kept))
+            results = _with_unreadable(score_embeddings(embeddings, labels, k=k, distance=distance, nmi=nmi,
+                                                        **query_gallery_masks(dataset, kept)),
+                                       len(indices) - len(kept), note)
+        except DataError as exc:  # every rank raises it, none waits for a broadcast that never comes
+            results = exc
+    results = distributed.broadcast_object(results)
+    if isinstance(results, DataError):
+        raise results
+    return results
 
 
 def _unreadable_note(evaluated: int, kept: int) -> str | None:
-    """Warn (EvaluationWarning) about images that could not be read; the message, or None when all were."""
+    """Warn (EvaluationWarning) about images that could not be read; the message, or None when all were.
+
+    Fewer than two readable images leave nothing to evaluate: a :class:`DataError`.
+    """
     if kept == evaluated:
         return None
+    if kept < 2:
+        raise DataError(f"evaluation: only {kept} of {evaluated} images could be read (at least 2 are needed; "
+                        "see the warnings above for why, e.g. data.options.max_image_pixels)")
     message = (f"{evaluated - kept} of {evaluated} images could not be read: left out of the evaluation "
                "(the metrics are over the other items)")
     warnings.warn(message, EvaluationWarning, stacklevel=3)
