@@ -13,32 +13,14 @@ from safetensors import safe_open
 
 import lossensemble
 from compression_helpers import glyph_like_images
-from lossensemble.models import build_compressor
 from lossensemble.inference import export_model, load_model
 from lossensemble.errors import UserError
-from lossensemble.models import EnsembleModel, build_backbone
 
-HEADS = ["triplet", "proxy_nca", "binomial"]
-WEIGHTS = torch.tensor([0.5, 0.3, 0.2])
+from model_helpers import HEADS, WEIGHTS, compressor_meta as _meta, small_ensemble
 
 
-def _model(variant: str | None) -> EnsembleModel:
-    torch.manual_seed(0)
-    model = EnsembleModel(build_backbone("small_cnn"), HEADS, 8)
-    # Non-trivial BatchNorm statistics, so that a missing buffer would change the output.
-    model.train()
-    with torch.no_grad():
-        model(glyph_like_images(4, 4, seed=3)[0])
-    if variant is not None:
-        in_dim = 256 if variant == "direct" else 8 * len(HEADS)
-        model.set_compressor(build_compressor(variant, in_dim, 6, hidden=16 if variant == "mlp" else None), variant)
-    return model.eval()
-
-
-def _meta(variant: str) -> dict:
-    in_dim = 256 if variant == "direct" else 8 * len(HEADS)
-    return {"variant": variant, "in_dim": in_dim, "dim": 6, "hidden": 16 if variant == "mlp" else None,
-            "objective": "frobenius"}
+def _model(variant: str | None):
+    return small_ensemble(variant, warm_up=glyph_like_images(4, 4, seed=3)[0])
 
 
 def _export(model, out, embedding, variant=None):

@@ -16,7 +16,7 @@ import pytest
 
 from lossensemble.evaluation import compute_metrics
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator  # noqa: E402
 
 INCLUDE = ("precision_at_1", "r_precision", "mean_average_precision_at_r")

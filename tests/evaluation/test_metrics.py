@@ -196,7 +196,7 @@ def test_cosine_ignores_scale_euclidean_does_not():
 
 
 def test_accepts_torch_tensors_and_string_labels(make_clusters):
-    torch = pytest.importorskip("torch")
+    import torch
     x, y = make_clusters(n=60, n_classes=6, dim=4, spread=1.0, seed=9)
     base = compute_metrics(x, y, nmi=False)
     assert compute_metrics(torch.from_numpy(x), torch.from_numpy(y), nmi=False) == base

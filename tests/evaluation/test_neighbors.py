@@ -76,7 +76,6 @@ def test_cosine_distance_is_one_minus_similarity():
 
 
 def test_torch_backend_agrees_with_faiss():
-    pytest.importorskip("torch")
     x = prepare_vectors(np.random.default_rng(3).normal(size=(80, 8)), "euclidean")
     for ip in (True, False):
         s_f, i_f = _FaissFlat(x, ip, None).search(x[:20], 5)

@@ -11,36 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (the onnx extra is part of dev: no skip)
+import onnxruntime as ort  # noqa: E402
 
 from inference_helpers import write_images  # noqa: E402
 from lossensemble.cli.main import main  # noqa: E402
 from lossensemble.errors import UserError  # noqa: E402
 from lossensemble.inference import export_model, load_model  # noqa: E402
-from lossensemble.models import EnsembleModel, build_backbone, build_compressor  # noqa: E402
 
-HEADS = ["triplet", "proxy_nca", "binomial"]
-WEIGHTS = torch.tensor([0.5, 0.3, 0.2])
-
-
-def _model(variant: str | None) -> EnsembleModel:
-    torch.manual_seed(0)
-    model = EnsembleModel(build_backbone("small_cnn"), HEADS, 8)
-    model.train()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        model(torch.randn(8, 3, 32, 32))
-    if variant is not None:
-        in_dim = 256 if variant == "direct" else 8 * len(HEADS)
-        model.set_compressor(build_compressor(variant, in_dim, 6, hidden=16 if variant == "mlp" else None), variant)
-    return model.eval()
-
-
-def _meta(variant: str | None) -> dict | None:
-    if variant is None:
-        return None
-    return {"variant": variant, "in_dim": 256 if variant == "direct" else 8 * len(HEADS), "dim": 6,
-            "hidden": 16 if variant == "mlp" else None, "objective": "frobenius"}
+from model_helpers import HEADS, WEIGHTS, compressor_meta as _meta, small_ensemble as _model  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -175,28 +175,14 @@ def plot_learning_curves(
         keys.extend(k for k, pts in per_key.items() if pts and k not in keys)
     if not keys:
         return None
-    cols = min(len(keys), 2)
-    nrows = (len(keys) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.4 * nrows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        for i, (method, per_key) in enumerate(curves.items()):
-            pts = per_key.get(key) or []
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, label=method, **line_style(i))
+    def decorate(ax, key: str) -> None:
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{key.split()[-1]} (%)")
-        _integer_x(ax)
         _percent_y(ax)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    _figure_legend(fig, axes.flat)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+
+    return _panels(keys, lambda key: [(m, per_key.get(key) or []) for m, per_key in curves.items()], decorate,
+                   path, (5.2, 3.4), title)
 
 
 def plot_loss_curves(
@@ -209,21 +195,36 @@ def plot_loss_curves(
             losses.extend(k for k in r if k.startswith("loss_") and k != "loss_total" and k not in losses)
     if not losses:
         return None
-    cols = min(len(losses), 2)
-    nrows = (len(losses) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.0 * cols, 3.2 * nrows), squeeze=False)
-    for ax, col in zip(axes.flat, losses):
-        for i, (method, rows) in enumerate(histories.items()):
-            pts = [(r["epoch"], r[col]) for r in rows if col in r and "epoch" in r]
+    def decorate(ax, col: str) -> None:
+        ax.set_title(col[len("loss_"):], fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("raw loss (epoch mean)")
+
+    def lines(col: str) -> list:
+        return [(m, [(r["epoch"], r[col]) for r in rows if col in r and "epoch" in r]) for m, rows in histories.items()]
+
+    return _panels(losses, lines, decorate, path, (6.0, 3.2), title)
+
+
+def _panels(keys: Sequence[str], lines_of, decorate, path: str | Path, panel_size: tuple[float, float],
+            title: str | None) -> Path:
+    """One panel per key (two columns), one line per method in a style it keeps in every panel; saves the figure.
+
+    ``lines_of(key)`` lists ``(method, [(x, y), ...])`` for every method, in the same order for
+    every key; ``decorate(ax, key)`` sets the panel's titles and axes.
+    """
+    cols = min(len(keys), 2)
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(panel_size[0] * cols, panel_size[1] * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for i, (method, pts) in enumerate(lines_of(key)):
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, label=method, **line_style(i))
-        ax.set_title(col[len("loss_"):], fontsize=10)
-        ax.set_xlabel("epoch")
+        decorate(ax, key)
         _integer_x(ax)
-        ax.set_ylabel("raw loss (epoch mean)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(losses):]:
+    for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     _figure_legend(fig, axes.flat)
     if title:
