@@ -40,7 +40,7 @@ NOTE = ("- How to read: the head + loss part is the whole of the extra work of t
 
 
 def build_trainer(losses: list[str], backbone: str, image_size: int, batch: int, device: str, amp: bool,
-                  threads: int, folder: Path, weighting: str = "equal", scale: str = "none"):
+                  threads: int, folder: Path, weighting: str = "equal", scale: str = "none", extra: tuple = ()):
     from lossensemble.config import load_config
     from lossensemble.training import Trainer
 
@@ -51,7 +51,7 @@ def build_trainer(losses: list[str], backbone: str, image_size: int, batch: int,
         f"model.backbone={backbone}", "model.embedding_dim=64", f"train.device={device}",
         f"train.amp={'true' if amp else 'false'}", f"train.threads={threads}", "train.progress=false",
         f"weighting.scheme={weighting}", f"weighting.scale={scale}",
-        "losses=[" + ",".join(losses) + "]",
+        "losses=[" + ",".join(losses) + "]", *extra,
     ]
     cfg = load_config(None, overrides)
     trainer = Trainer(cfg, folder, progress=False)

@@ -26,6 +26,7 @@ TITLES = {
     "ann": "Approximate indexes",
     "frozen": "Frozen backbone",
     "serve": "Serving",
+    "compile": "Compiled step",
 }
 
 

@@ -49,11 +49,12 @@ BENCHES: dict[str, tuple[str, list[str], list[str], bool]] = {
     "ann": ("bench_ann.py", ["--n", "100000", "--queries", "300"], [], True),
     "frozen": ("bench_frozen.py", ["--steps", "4", "--rounds", "2"], [], True),
     "serve": ("bench_serve.py", ["--requests", "20"], [], True),
+    "compile": ("bench_compile.py", ["--backbones", "small_cnn", "--rounds", "6"], ["--accuracy-seeds", "3"], True),
 }
 SECTIONS = {  # where each bench writes in BENCHMARKS.md
     "train_step": "Training step overhead", "input_pipeline": "Input pipeline", "demo": "Demo wall time",
     "search": "Search", "eval": "Evaluation", "cli_start": "CLI start-up", "ann": "Approximate indexes",
-    "frozen": "Frozen backbone", "serve": "Serving",
+    "frozen": "Frozen backbone", "serve": "Serving", "compile": "Compiled step",
 }
 
 GPU_TEXT = """\

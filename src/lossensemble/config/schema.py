@@ -149,6 +149,10 @@ class TrainConfig:
     amp: bool = True  # mixed precision, only on CUDA
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads on CPU; None = leave as is
+    # Speed-ups (off by default, see BENCHMARKS.md "Compiled step"): the backbone in channels_last memory
+    # format, and compiled with torch.compile (a one-off compilation of tens of seconds).
+    channels_last: bool = False
+    compile: bool = False
     eval_every: int = 1
     checkpoint_every: int = 1
     progress: bool = True

@@ -32,6 +32,7 @@ from lossensemble.evaluation import evaluate_model, evaluate_model_sharded
 from lossensemble.models import build_components, check_components
 from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
+from lossensemble.training.acceleration import accelerate
 from lossensemble.training.exceptions import NothingToResume, RunExists, TrainingDiverged, TrainingInterrupted
 from lossensemble.training.features import frozen_feature_set
 from lossensemble.training.loggers import LoggerContext, build_loggers, epoch_extras, evaluate_keeping
@@ -125,6 +126,7 @@ class Trainer:
             self.model.to(self.device)
             self.losses.to(self.device)
             self.weighting.to(self.device)
+            self.prepare_batch = accelerate(self.model, cfg.train)  # train.channels_last / train.compile
             self.optimizer = build_optimizer(cfg.train, self.model, self.losses, self.weighting)
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.train.lr_decay)
             self.compression = None
@@ -170,7 +172,7 @@ class Trainer:
         """One optimisation step; returns per-step values for logging, None when the step was skipped."""
         cfg = self.cfg
         names = self.model.head_names
-        feats, heads, raw, total, info = self.train_module(images, labels, amp=self.use_amp)
+        feats, heads, raw, total, info = self.train_module(self.prepare_batch(images), labels, amp=self.use_amp)
         bad = [n for n, v in zip(names, raw.tolist()) if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(
