@@ -29,7 +29,7 @@ def training_embeddings(loaded, batch_size: int, progress: bool) -> tuple[torch.
 
     cfg = loaded.cfg
     d = cfg.data
-    dataset = build_split(d, "train", transform=None)
+    dataset = build_split(d, d.train_split, transform=None)
     dataset.transform = build_transforms(dataset.kind, d.image_size, train=False)
     model = loaded.model
     weights = loaded.weights.to(loaded.device)

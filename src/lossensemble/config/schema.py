@@ -48,6 +48,9 @@ class DataConfig:
     image_size: int = 64
     # Dataset-specific keyword arguments passed to ``build_dataset`` (e.g. glyph counts).
     options: dict[str, Any] = field(default_factory=dict)
+    # The split trained on: "train", or another training split of the dataset (glyphs: "pretrain",
+    # classes disjoint from train and test, for pretraining a backbone; see configs/glyphs-pretrain.yaml).
+    train_split: str = "train"
     # Fraction of the training classes held out as a validation split (0 = none).
     val_fraction: float = 0.0
     # Training augmentation: auto (the dataset kind's own), photo, glyph, none, or
@@ -229,6 +232,9 @@ class Config:
         _check(8 <= d.image_size <= MAX_IMAGE_SIZE, "data.image_size", f"must be in [8, {MAX_IMAGE_SIZE}]")
         _check(2 <= d.batch_size <= MAX_BATCH_SIZE, "data.batch_size", f"must be in [2, {MAX_BATCH_SIZE:_}]")
         _check(d.m_per_class >= 2, "data.m_per_class", "must be >= 2 (pairs need two images of a class)")
+        _check(d.train_split == "train" or d.val_fraction == 0, "data.val_fraction",
+               "validation classes are held out of the 'train' split: set 0 when data.train_split is another")
+        _check(d.train_split in ("train", "pretrain"), "data.train_split", "must be 'train' or 'pretrain'")
         _check(d.batch_size % d.m_per_class == 0, "data.batch_size",
                f"must be a multiple of data.m_per_class ({d.m_per_class})")
         _check(d.num_workers >= 0, "data.num_workers", "must be >= 0")

@@ -211,8 +211,30 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+#: Where a folder given as ``model.weights`` keeps its backbone: (file, key prefix of the backbone's tensors).
+_FOLDER_WEIGHTS = (("checkpoints/best.safetensors", "model.backbone."),   # a run folder (train / pretrain)
+                   ("checkpoints/last.safetensors", "model.backbone."),
+                   ("model.safetensors", "backbone."))                    # an exported model folder
+
+
+def _backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The backbone tensors of ``model.weights``: a weights file, a run folder (its best checkpoint, else the
+    last) or an exported model folder; in a folder only the backbone's tensors are taken."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return load_state_dict_file(p)
+    for name, prefix in _FOLDER_WEIGHTS:
+        if (p / name).is_file():
+            state = {k[len(prefix):]: v for k, v in load_state_dict_file(p / name).items() if k.startswith(prefix)}
+            if not state:
+                raise UserError(f"model.weights: {p / name} holds no backbone tensors")
+            return state
+    raise UserError(f"model.weights: {p} is a folder but neither a run folder (checkpoints/best.safetensors) "
+                    "nor an exported model (model.safetensors)")
+
+
 def _load_into(module: nn.Module, path: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
-    state = load_state_dict_file(path)
+    state = _backbone_state(path)
     # Accept files saved from a whole Backbone ("body."-prefixed) or from the bare network.
     own = module.state_dict()
     if not any(k in own for k in state) and any(k.startswith("body.") for k in state):

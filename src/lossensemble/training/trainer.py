@@ -109,7 +109,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             check_components(cfg)  # names and options, before any data is built (its random draws are part
             # of the seeded sequence: the initial models are those of every earlier version)
-            self.train_set = build_split(d, "train")
+            self.train_set = build_split(d, d.train_split)
             self.test_set = build_split(d, "test")
             self.val_set = build_split(d, "val") if d.val_fraction > 0 else None
             if self.train_set.num_classes * d.m_per_class < d.batch_size:
