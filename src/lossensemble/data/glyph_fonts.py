@@ -147,7 +147,8 @@ def select_glyph_pool(fonts: FontSet, progress: bool = True) -> list[GlyphClass]
     candidates = sorted(c for c, n in counts.items() if n >= MIN_FACES and not _excluded(c))
     n, dim = len(candidates), _SIM_SIZE * _SIM_SIZE
     renders = np.zeros((len(fonts.names), n, dim), dtype=np.uint8)
-    for j, code in enumerate(tqdm(candidates, desc="glyphs: choosing characters", unit="char", disable=not progress)):
+    bar = tqdm(candidates, desc="glyphs: choosing characters", unit="char", disable=None if progress else True)
+    for j, code in enumerate(bar):
         for face, codes in enumerate(coverage):
             if code in codes:
                 tile = draw_fitted(fonts.font(face, _SIM_FONT_SIZE), chr(code), _SIM_SIZE, 1 / _SIM_SIZE)

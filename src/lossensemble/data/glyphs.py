@@ -193,7 +193,7 @@ def render_glyph_block(
     def build() -> np.ndarray:
         renderer = GlyphRenderer(fonts, render_size)
         images = np.empty(shape, dtype=np.uint8)
-        for k, glyph in enumerate(tqdm(classes, desc=desc, unit="class", disable=not progress)):
+        for k, glyph in enumerate(tqdm(classes, desc=desc, unit="class", disable=None if progress else True)):
             images[k * images_per_class : (k + 1) * images_per_class] = renderer.render_class(
                 glyph, images_per_class, seed)
         return images

@@ -56,7 +56,7 @@ def extract_embeddings(
     chunks: dict[str, list[np.ndarray]] = {}
     labels_out: list[np.ndarray] = []
     offset = 0
-    for images, labels, ok in tqdm(loader, desc="embedding", disable=not progress, leave=False):
+    for images, labels, ok in tqdm(loader, desc="embedding", disable=None if progress else True, leave=False):
         kept.extend(int(indices[offset + i]) for i in ok)
         offset += batch_size
         if len(ok) == 0:

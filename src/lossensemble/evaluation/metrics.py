@@ -262,7 +262,7 @@ def per_query_metrics(
         r_precision=np.full(nq, np.nan),
     )
     label_lookup = np.append(plan.gallery_labels, -1)  # index -1 (padding) -> label -1
-    with tqdm(total=nq, unit="query", desc="evaluating", disable=not progress) as bar:
+    with tqdm(total=nq, unit="query", desc="evaluating", disable=None if progress else True) as bar:
         for sel in _query_chunks(widths, chunk_size, max_entries):
             ids = None if plan.self_ids is None else plan.self_ids[sel]
             _, idx = searcher.search(x[plan.query_rows[sel]], int(widths[sel].max()), ids)

@@ -341,7 +341,7 @@ def knn_search(
     step = resolve_chunk_size(chunk_size)
     dist = np.empty((len(q), int(k)), np.float32)
     idx = np.empty((len(q), int(k)), np.int64)
-    bar = tqdm(total=len(q), unit="query", desc="knn search", disable=not progress)
+    bar = tqdm(total=len(q), unit="query", desc="knn search", disable=None if progress else True)
     with bar, faiss_threads(threads):
         for sl in iter_chunks(len(q), step):
             ids = None if self_ids is None else self_ids[sl]

@@ -213,7 +213,7 @@ class InferenceModel(EnsembleModel):
         chunks: list[np.ndarray] = []
         kept: list[str] = []
         skipped: list[str] = []
-        with tqdm(total=len(paths), desc="embedding", unit="img", disable=not progress) as bar:
+        with tqdm(total=len(paths), desc="embedding", unit="img", disable=None if progress else True) as bar:
             for start in range(0, len(paths), batch_size):
                 tensors = []
                 for p in paths[start:start + batch_size]:

@@ -280,7 +280,7 @@ class Trainer:
         self._resume_rng = None
         bar = tqdm(
             total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not self.progress, leave=False, dynamic_ncols=True,
+            disable=None if self.progress else True, leave=False, dynamic_ncols=True,
         )
         start = time.perf_counter()
         epoch_skipped = 0
