@@ -30,9 +30,12 @@ class Method:
     ``source`` run, read from its metrics.json), ``best-head`` (the ``source`` run's head with
     the best validation MAP@R), ``compressed`` (the ``source`` run's compressed embedding,
     post hoc unless trained jointly), ``independent`` (the single-loss runs' embeddings
-    concatenated, no training) or ``single-long`` (the validation-chosen best single loss
-    trained ``factor`` times longer; ``cfg`` and ``embedding`` are set once it is chosen).
-    ``embedding`` is the key in metrics.json.
+    concatenated, no training), ``single-long`` (the validation-chosen best single loss
+    trained ``factor`` times longer; ``cfg`` and ``embedding`` are set once it is chosen) or
+    ``distilled`` (a new one-head network trained end to end on a teacher's distances for
+    ``student_factor`` times a single run's steps; the teacher is the ``source`` run's
+    ``ensemble`` or, without ``source``, the independent ensemble of the single-loss runs;
+    ``embedding`` is set per seed). ``embedding`` is the key in metrics.json.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Method:
     cfg: Config | None = None
     source: str | None = None
     factor: int = 1
+    student_factor: float = 1.0
 
 
 def paper_config(cfg: Config, scale: str = "running_mean") -> Config:
@@ -81,13 +85,15 @@ def _ensemble_methods(cfg: Config) -> dict[str, Method]:
 
 
 def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFAULT_METHODS,
-                       long_factor: int = DEFAULT_LONG_FACTOR) -> list[Method]:
+                       long_factor: int = DEFAULT_LONG_FACTOR, student_factor: float = 1.0) -> list[Method]:
     """The rows of a comparison of ``cfg``'s losses, in table order.
 
     Single-loss runs are always included (the gains are measured against the best of
     them). ``compressed`` needs ``learned`` and ``heads`` needs ``equal``: those runs are
     trained too. ``single-long``/``learned-long`` train ``long_factor`` times the steps;
-    ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble. Presets
+    ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble;
+    ``distilled-shared`` needs ``learned`` (its teacher), and the distilled students train
+    ``student_factor`` times a single run's steps. Presets
     (``study``) are expanded. Raises :class:`UserError` for an unknown family, and for
     ``single-long``/``best-head`` without validation classes (they choose on them).
     """
@@ -103,6 +109,8 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
         wanted.add("learned")
     if "heads" in wanted:
         wanted.add("equal")
+    if "distilled-shared" in wanted:
+        wanted.add("learned")
     needs_val = sorted(wanted & {"single-long", "best-head"})
     if needs_val and not cfg.data.val_fraction:
         raise UserError(f"--methods {' '.join(needs_val)} chooses on validation classes, and the config has none: "
@@ -135,6 +143,8 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.append(Method("independent-compressed", "independent-compressed", "independent-compressed",
                               "compressed", "the independent ensemble distilled into one linear head on the best "
                               "single model's backbone (1x inference cost)"))
+        elif family in ("distilled-independent", "distilled-shared"):
+            out.append(_distilled(family, cfg, student_factor))
         elif family == "heads":
             out.extend(Method(f"equal-head-{loss.name}", "heads", f"heads.{loss.name}", "heads",
                               f"the {loss.name} head of the equal-weight ensemble, alone", source="equal")
@@ -147,6 +157,16 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
 def _long_learned(learned: Method, factor: int) -> Method:
     return Method("learned-long", "train", "ensemble", "long", f"the learned ensemble (the paper) trained {factor}x "
                   "the steps, same schedule shape", long_config(learned.cfg, factor), factor=int(factor))
+
+
+def _distilled(family: str, cfg: Config, factor: float) -> Method:
+    """The row of a student network distilled end to end from the independent or the learned (shared) ensemble."""
+    teacher = (f"the independent ensemble of the {len(cfg.losses)} single-loss models" if family.endswith("independent")
+               else "the learned ensemble (the paper)")
+    return Method(family, "distilled", "", "distilled", f"a new one-backbone, one-head network trained end to end "
+                  f"to reproduce the distances of {teacher} (distance matching, {factor:g}x a single run's steps; "
+                  "1x inference cost)", source=None if family.endswith("independent") else "learned",
+                  student_factor=float(factor))
 
 
 def _with_best_heads(methods: list[Method]) -> list[Method]:

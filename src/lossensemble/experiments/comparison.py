@@ -16,7 +16,12 @@ from lossensemble.config import Config
 from lossensemble.errors import UserError
 from lossensemble.experiments.catalogue import Method, concrete_single_long
 from lossensemble.experiments.embeddings import run_test_embeddings
-from lossensemble.experiments.derived import compress_or_reuse, evaluate_independent, evaluate_independent_compressed
+from lossensemble.experiments.derived import (
+    compress_or_reuse,
+    evaluate_distilled,
+    evaluate_independent,
+    evaluate_independent_compressed,
+)
 from lossensemble.experiments.runs import RunResult, method_folder, run_or_reuse, seed_config
 from lossensemble.experiments.selection import best_head, last_validation, select_best
 from lossensemble.io import read_json
@@ -148,6 +153,13 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
         res = evaluate([runs[m.name].path for m in singles], [m.embedding for m in singles], comp.cfg, folder,
                        progress)
         return _result(method, seed, res)
+    if method.kind == "distilled":
+        singles = [m for m in comp.methods if m.group == "single"]
+        single_runs, single_embeddings = [runs[m.name].path for m in singles], [m.embedding for m in singles]
+        teacher = ([runs[method.source].path], ["ensemble"]) if method.source else (single_runs, single_embeddings)
+        res = evaluate_distilled(method.name, *teacher, single_runs, single_embeddings, seed_config(comp.cfg, seed),
+                                 folder, method.student_factor, progress)
+        return _result(dataclasses.replace(method, embedding=res.summary["embedding"]), seed, res)
     raise UserError(f"unknown method kind {method.kind!r}")  # pragma: no cover
 
 

@@ -7,6 +7,14 @@ row read off another run (``heads``, ``best-head``, a post-hoc ``compressed`` ro
 distilled ``independent-compressed`` row) costs what its source cost, since their own
 training touches no backbone (compressors and distilled heads train on cached embeddings
 of frozen backbones).
+
+A ``distilled`` row (a new network trained end to end on a teacher's distances) costs its
+teacher's training (the single-loss runs for the independent ensemble, the ``source`` run
+for a shared ensemble) plus its own: ``student_factor`` (its steps x batch size / the unit)
+for the student's backbone, plus the teacher's forward passes on the student's batches,
+``student_factor`` per teacher backbone (m for the independent ensemble, 1 for a shared
+one). Those forward passes count as whole images although they need no backward pass
+(about a third of a training step's compute), so the teacher's share is an upper bound.
 """
 
 from __future__ import annotations
@@ -44,6 +52,10 @@ def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
         images, exact = train_images(mcfg)
         return images / unit if exact == unit_exact else None
 
+    def singles(seen: tuple[str, ...]) -> float | None:
+        parts = [cost(s.name, seen) for s in methods if s.group == "single"]
+        return float(sum(parts)) if parts and all(p is not None for p in parts) else None
+
     def cost(name: str, seen: tuple[str, ...] = ()) -> float | None:
         if name in costs:
             return costs[name]
@@ -55,8 +67,11 @@ def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
         elif m.kind == "single-long":
             value = ratio(m.cfg) if m.cfg is not None else float(m.factor)
         elif m.kind in ("independent", "independent-compressed"):
-            parts = [cost(s.name, seen + (name,)) for s in methods if s.group == "single"]
-            value = float(sum(parts)) if parts and all(p is not None for p in parts) else None
+            value = singles(seen + (name,))
+        elif m.kind == "distilled":
+            backbones = 1 if m.source else sum(s.group == "single" for s in methods)
+            teacher = cost(m.source, seen + (name,)) if m.source else singles(seen + (name,))
+            value = None if teacher is None else teacher + float(m.student_factor) * (1 + backbones)
         else:  # heads, best-head, compressed: the source run's cost
             value = cost(m.source, seen + (name,)) if m.source else None
         costs[name] = value

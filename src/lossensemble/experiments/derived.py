@@ -1,5 +1,6 @@
 """Methods derived from trained runs without training a new ensemble: the independent ensemble,
-its distillation into one head, and the compressed embedding of a run.
+its distillation into one head, the compressed embedding of a run, and a new one-head network
+distilled end to end from a teacher ensemble (:func:`evaluate_distilled`).
 
 Each writes its result folder (metrics.json, summary.json, the embedding cache) and
 is reused while its sources are the same runs.
@@ -11,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from lossensemble.compression import compress_run, distill_independent
+from lossensemble.compression import Teacher, compress_run, distill_independent, train_student
 from lossensemble.config import Config
 from lossensemble.evaluation import compute_metrics
 from lossensemble.experiments.embeddings import (
@@ -21,7 +22,7 @@ from lossensemble.experiments.embeddings import (
     run_test_embeddings,
     save_test_embeddings,
 )
-from lossensemble.experiments.runs import RunResult
+from lossensemble.experiments.runs import RunResult, single_loss_config
 from lossensemble.experiments.selection import best_single
 from lossensemble.errors import UserError
 from lossensemble.io import read_json, write_json
@@ -31,7 +32,7 @@ from lossensemble.training.run import RunPaths
 
 import numpy as np
 
-__all__ = ["evaluate_independent", "evaluate_independent_compressed", "compress_or_reuse"]
+__all__ = ["evaluate_independent", "evaluate_independent_compressed", "evaluate_distilled", "compress_or_reuse"]
 
 log = logging.getLogger("lossensemble.experiments")
 
@@ -112,6 +113,39 @@ def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Seq
         "distillation": facts,
     }
     return _score_and_write(name, paths, emb, cfg, summary)
+
+
+def evaluate_distilled(name: str, teacher_runs: Sequence[Path], teacher_embeddings: Sequence[str],
+                       single_runs: Sequence[Path], single_embeddings: Sequence[str], cfg: Config, folder: Path,
+                       factor: float = 1.0, progress: bool = False) -> RunResult:
+    """A new one-head network trained end to end on a teacher's distances, evaluated on test.
+
+    The teacher is embedding ``teacher_embeddings[i]`` of ``teacher_runs[i]`` (several runs:
+    the independent ensemble); the student is the single-loss config (``cfg``: this seed's
+    config) of the best single loss (:func:`best_single` over ``single_runs``), trained by
+    :func:`lossensemble.compression.train_student` for ``factor`` times a single run's steps
+    into ``folder``, a run folder whose embedding is ``heads.<loss>`` (``summary.json``'s
+    ``embedding``). Reused while its teacher runs, single-loss runs and settings are the same.
+    """
+    paths = RunPaths(Path(folder))
+    sources = [str(Path(p)) for p in teacher_runs] + [str(Path(p)) for p in single_runs]
+    settings = {"factor": float(factor), "objective": cfg.compression.objective, "seed": int(cfg.seed)}
+    reused = _reused(name, paths, sources)
+    if reused is not None and reused.summary.get("settings") == settings:
+        return reused
+    for stale in (paths.metrics, paths.summary):  # a run with other settings is trained again
+        stale.unlink(missing_ok=True)
+    idx = best_single(single_runs, single_embeddings)
+    loss = single_embeddings[idx].removeprefix("heads.")
+    student_cfg = single_loss_config(cfg, loss)
+    student, facts = train_student(Teacher.load(teacher_runs, teacher_embeddings), paths.root, student_cfg,
+                                   factor=factor)
+    key = f"heads.{loss}"
+    emb = embed_test_split(student.embed_fn(names=[key]), student_cfg, student.device, progress)
+    summary = {"sources": sources, "settings": settings, "embedding": key, "student_loss": loss,
+               "seconds_per_step": facts["seconds_per_step"], "train_seconds": facts["train_seconds"],
+               "steps": facts["steps"], "device": facts["device"], "distillation": facts}
+    return _score_and_write(key, paths, emb, student_cfg, summary)
 
 
 def compress_or_reuse(run_dir: Path, progress: bool = False) -> tuple[dict[str, dict[str, float]], str, bool]:

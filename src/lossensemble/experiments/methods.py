@@ -21,16 +21,22 @@ METHOD_FAMILIES: dict[str, str] = {
     "learned-long": "the learned ensemble trained --long-factor times longer (opt-in)",
     "independent": "single-loss models concatenated, and distilled into one head (no extra ensemble training)",
     "heads": "the equal ensemble's heads alone",
+    "distilled-independent": "a new one-head network trained end to end on the independent ensemble's distances "
+                             "(--student-factor times a single run's steps; opt-in)",
+    "distilled-shared": "a new one-head network trained end to end on the learned ensemble's distances "
+                        "(--student-factor times a single run's steps; opt-in)",
     "best-head": "each trained ensemble's best head, chosen on validation classes, alone (opt-in)",
 }
 METHOD_CHOICES: tuple[str, ...] = tuple(METHOD_FAMILIES)
 #: Families that run only when asked for.
-OPT_IN: tuple[str, ...] = ("gradnorm", "single-long", "learned-long", "best-head")
+OPT_IN: tuple[str, ...] = ("gradnorm", "single-long", "learned-long", "best-head", "distilled-independent",
+                           "distilled-shared")
 #: What ``compare`` runs when no ``--methods`` is given.
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_CHOICES if m not in OPT_IN)
 #: Names that ``--methods`` expands into several families.
 METHOD_PRESETS: dict[str, tuple[str, ...]] = {
-    "study": ("single", "learned", "single-long", "learned-long", "independent", "heads", "best-head"),
+    "study": ("single", "learned", "single-long", "learned-long", "independent", "heads", "best-head",
+              "distilled-independent", "distilled-shared"),
 }
 #: How many times longer ``single-long``/``learned-long`` train (``compare --long-factor``).
 DEFAULT_LONG_FACTOR = 4
