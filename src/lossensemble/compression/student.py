@@ -49,7 +49,7 @@ from lossensemble.training.loading import LoadedRun, load_run
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.run import RunPaths, prepare_run_folder, write_history
 
-__all__ = ["Teacher", "student_loss", "train_student"]
+__all__ = ["Teacher", "student_loss", "build_student", "train_student"]
 
 
 class Teacher:
@@ -104,6 +104,23 @@ def _check(cfg: Config, objective: str, label_weight: float, factor: float) -> N
         raise UserError(f"--student-factor: must be a number > 0, got {factor!r}")
 
 
+def build_student(cfg: Config):
+    """``(training split, model, losses, weighting)``: the untrained student of ``cfg``, initialised from its seed.
+
+    The same components, in the same random sequence, as the trainer builds for ``cfg``;
+    the caller's random state is left as it was.
+    """
+    d = cfg.data
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        train_set = build_split(d, d.train_split)
+        if train_set.num_classes * d.m_per_class < d.batch_size:
+            raise UserError(f"data.batch_size: {d.batch_size} needs {d.batch_size // d.m_per_class} classes per "
+                            f"batch but the training split has only {train_set.num_classes}")
+        model, losses, weighting = build_components(cfg, train_set.num_classes)
+    return train_set, model, losses, weighting
+
+
 def train_student(
     teacher: Teacher,
     out_dir: str | Path,
@@ -128,18 +145,11 @@ def train_student(
     paths = RunPaths(Path(out_dir))
     prepare_run_folder(paths, cfg)
     device = teacher.runs[0].device
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        train_set = build_split(d, d.train_split)
-        if train_set.num_classes * d.m_per_class < d.batch_size:
-            raise UserError(f"data.batch_size: {d.batch_size} needs {d.batch_size // d.m_per_class} classes per "
-                            f"batch but the training split has only {train_set.num_classes}")
-        base_steps = len(MPerClassBatchSampler(train_set.labels, d.m_per_class, d.batch_size,
-                                               num_batches=t.steps_per_epoch, seed=cfg.seed))
-        steps = max(1, round(base_steps * factor))
-        sampler = MPerClassBatchSampler(train_set.labels, d.m_per_class, d.batch_size, num_batches=steps,
-                                        seed=cfg.seed)
-        model, losses, weighting = build_components(cfg, train_set.num_classes)
+    train_set, model, losses, weighting = build_student(cfg)
+    base_steps = len(MPerClassBatchSampler(train_set.labels, d.m_per_class, d.batch_size,
+                                           num_batches=t.steps_per_epoch, seed=cfg.seed))
+    steps = max(1, round(base_steps * factor))
+    sampler = MPerClassBatchSampler(train_set.labels, d.m_per_class, d.batch_size, num_batches=steps, seed=cfg.seed)
     model.to(device)
     losses.to(device)
     weighting.to(device)
@@ -182,7 +192,7 @@ def train_student(
             global_step += 1
             n += 1
             for k, v in (("loss_distill", distill), ("loss_label", label_value), ("loss_total", total)):
-                sums[k] += float(v)
+                sums[k] += float(v.detach())
         history.append({"epoch": epoch + 1, "step": global_step, **{k: v / max(n, 1) for k, v in sums.items()},
                         "lr_backbone": optimizer.param_groups[0]["lr"]})
         scheduler.step()

@@ -161,6 +161,8 @@ def _long_learned(learned: Method, factor: int) -> Method:
 
 def _distilled(family: str, cfg: Config, factor: float) -> Method:
     """The row of a student network distilled end to end from the independent or the learned (shared) ensemble."""
+    if not (isinstance(factor, (int, float)) and 0 < factor < float("inf")):
+        raise UserError(f"--student-factor: must be a number > 0, got {factor!r}")
     teacher = (f"the independent ensemble of the {len(cfg.losses)} single-loss models" if family.endswith("independent")
                else "the learned ensemble (the paper)")
     return Method(family, "distilled", "", "distilled", f"a new one-backbone, one-head network trained end to end "
