@@ -152,9 +152,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision, only on CUDA
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads on CPU; None = leave as is
-    # Speed-ups (off by default, see BENCHMARKS.md "Compiled step"): the backbone in channels_last memory
-    # format, and compiled with torch.compile (a one-off compilation of tens of seconds).
-    channels_last: bool = False
+    # Speed-ups (BENCHMARKS.md "Compiled step"): the backbone in channels_last memory format (auto: where
+    # measured faster, small_cnn), and compiled with torch.compile (off: tens of seconds of compilation).
+    channels_last: Any = "auto"
     compile: bool = False
     eval_every: int = 1
     checkpoint_every: int = 1
@@ -282,6 +282,7 @@ class Config:
         _check(len(set(logger_names)) == len(logger_names), "train.loggers",
                f"each logger may appear once, got {logger_names}")
         _check(t.threads is None or t.threads >= 1, "train.threads", "must be >= 1")
+        _check(t.channels_last in (True, False, "auto"), "train.channels_last", "must be true, false or auto")
         e = self.eval
         _check(len(e.k) >= 1 and all(1 <= k <= MAX_K for k in e.k), "eval.k", f"needs integers in [1, {MAX_K:_}]")
         _check(e.distance in ("cosine", "euclidean"), "eval.distance", "must be 'cosine' or 'euclidean'")

@@ -126,7 +126,7 @@ class Trainer:
             self.model.to(self.device)
             self.losses.to(self.device)
             self.weighting.to(self.device)
-            self.prepare_batch = accelerate(self.model, cfg.train)  # train.channels_last / train.compile
+            self.prepare_batch = accelerate(self.model, cfg.train, cfg.model.backbone)  # channels_last, compile
             self.optimizer = build_optimizer(cfg.train, self.model, self.losses, self.weighting)
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.train.lr_decay)
             self.compression = None
