@@ -1,4 +1,5 @@
-"""``compare --methods study`` end to end on a tiny glyph config: long runs, best heads, train cost, curves.
+"""``compare --methods study`` end to end on a tiny glyph config: long runs, best heads, distilled students,
+train cost, curves.
 
 One comparison (one seed, two losses, two epochs of two steps, --long-factor 2) runs once per module.
 """
@@ -16,10 +17,12 @@ from lossensemble.training.run import read_history
 EXTRA = ("data.val_fraction=0.25", "train.steps_per_epoch=2", "train.epochs=2", "compression.epochs=1")
 DIM = 16
 EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long", "independent",
-            "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca", "equal-best-head",
+            "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca", "distilled-independent",
+            "distilled-shared", "equal-best-head",
             "learned-best-head", "learned-long-best-head"]
 COSTS = {"single-triplet": 1, "single-proxy_nca": 1, "equal": 1, "learned": 1, "single-long": 2, "learned-long": 2,
          "independent": 2, "independent-compressed": 2, "equal-head-triplet": 1, "equal-head-proxy_nca": 1,
+         "distilled-independent": 2 + 1 * (1 + 2), "distilled-shared": 1 + 1 * (1 + 1),
          "equal-best-head": 1, "learned-best-head": 1, "learned-long-best-head": 2}
 
 

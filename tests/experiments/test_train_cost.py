@@ -29,6 +29,8 @@ def test_every_row_costs_steps_times_batch_over_one_single_run(cfg):
     assert costs["learned-compressed"] == costs["learned"] == 1.0
     assert costs["equal-head-triplet"] == 1.0 and costs["equal-best-head"] == 1.0
     assert costs["learned-long-best-head"] == 3.0
+    # distilled students: their teacher, plus their own steps and the teacher's forward passes (factor 1)
+    assert costs["distilled-independent"] == 2.0 + 1 + 2 and costs["distilled-shared"] == 1.0 + 1 + 1
 
 
 def test_cost_follows_the_configs_batch_and_steps(cfg):
@@ -64,12 +66,13 @@ def test_long_config_keeps_the_schedule_shape(cfg):
 def test_study_preset_and_opt_in_families(cfg):
     assert expand_methods(["study"]) == list(METHOD_PRESETS["study"])
     assert expand_methods(["single", "study", "learned"]) == list(METHOD_PRESETS["study"])
-    for opt_in in ("single-long", "learned-long", "best-head", "gradnorm"):
+    for opt_in in ("single-long", "learned-long", "best-head", "gradnorm", "distilled-independent", "distilled-shared"):
         assert opt_in not in DEFAULT_METHODS
     names = [m.name for m in comparison_methods(cfg, ["study"])]
     assert names == ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long",
                      "independent", "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca",
-                     "equal-best-head", "learned-best-head", "learned-long-best-head"]
+                     "distilled-independent", "distilled-shared", "equal-best-head", "learned-best-head",
+                     "learned-long-best-head"]
     by = {m.name: m for m in comparison_methods(cfg, ["study"], long_factor=2)}
     assert by["learned-long"].cfg.train.steps_per_epoch == 6
     assert by["learned-long"].cfg.weighting.scheme == "learned"
