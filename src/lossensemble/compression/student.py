@@ -121,6 +121,56 @@ def build_student(cfg: Config):
     return train_set, model, losses, weighting
 
 
+def _fit(teacher: Teacher, model, label, train_set, sampler, optimizer, cfg: Config, objective: str,
+         label_weight: float) -> tuple[list[dict], int, int]:
+    """The student's training loop; returns the per-epoch history rows, the steps taken and the skipped images."""
+    d, t = cfg.data, cfg.train
+    device = next(model.parameters()).device
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=t.lr_decay)
+    clip = t.grad_clip if t.grad_clip is not None else math.inf
+    history: list[dict] = []
+    global_step = 0
+    skipped = 0
+    for epoch in range(t.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
+                                             collate_fn=collate_batch, pin_memory=device.type == "cuda")
+        sums = {"loss_distill": 0.0, "loss_label": 0.0, "loss_total": 0.0}
+        n = 0
+        for images, labels, bad in loader:
+            skipped += bad
+            if len(labels) < 2:
+                continue
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            target = teacher(images)
+            heads = model(images)[0]
+            distill = student_loss(heads, target, objective)
+            total = distill
+            label_value = torch.zeros(())
+            if label_weight > 0:
+                label_value = label(F.normalize(heads, dim=1) if label.normalize else heads, labels)
+                total = distill + label_weight * label_value
+            if not torch.isfinite(total):
+                raise TrainingDiverged(f"the student's loss became non-finite at epoch {epoch + 1}; nothing was "
+                                       "saved (try a lower learning rate or gradient clipping)")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if not torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip)):
+                optimizer.zero_grad(set_to_none=True)  # a non-finite gradient: the step is skipped
+                continue
+            optimizer.step()
+            global_step += 1
+            n += 1
+            for k, v in (("loss_distill", distill), ("loss_label", label_value), ("loss_total", total)):
+                sums[k] += float(v.detach())
+        history.append({"epoch": epoch + 1, "step": global_step, **{k: v / max(n, 1) for k, v in sums.items()},
+                        "lr_backbone": optimizer.param_groups[0]["lr"]})
+        scheduler.step()
+    return history, global_step, skipped
+
+
 def train_student(
     teacher: Teacher,
     out_dir: str | Path,
@@ -154,48 +204,11 @@ def train_student(
     losses.to(device)
     weighting.to(device)
     optimizer = build_optimizer(t, model, losses, weighting)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=t.lr_decay)
-    label = losses[0]
-    clip = t.grad_clip if t.grad_clip is not None else math.inf
-    history: list[dict] = []
     start = time.perf_counter()
-    global_step = 0
-    skipped = 0
-    for epoch in range(t.epochs):
-        model.train()
-        sampler.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
-                                             collate_fn=collate_batch, pin_memory=device.type == "cuda")
-        sums = {"loss_distill": 0.0, "loss_label": 0.0, "loss_total": 0.0}
-        n = 0
-        for images, labels, bad in loader:
-            skipped += bad
-            if len(labels) < 2:
-                continue
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            target = teacher(images)
-            heads = model(images)[0]
-            distill = student_loss(heads, target, objective)
-            total = distill
-            label_value = torch.zeros(())
-            if label_weight > 0:
-                label_value = label(F.normalize(heads, dim=1) if label.normalize else heads, labels)
-                total = distill + label_weight * label_value
-            if not torch.isfinite(total):
-                raise TrainingDiverged(f"the student's loss became non-finite at epoch {epoch + 1}; nothing was "
-                                       "saved (try a lower learning rate or gradient clipping)")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()
-            global_step += 1
-            n += 1
-            for k, v in (("loss_distill", distill), ("loss_label", label_value), ("loss_total", total)):
-                sums[k] += float(v.detach())
-        history.append({"epoch": epoch + 1, "step": global_step, **{k: v / max(n, 1) for k, v in sums.items()},
-                        "lr_backbone": optimizer.param_groups[0]["lr"]})
-        scheduler.step()
+    with torch.random.fork_rng(devices=[]):  # augmentation draws: the same for the same seed, caller's RNG kept
+        torch.manual_seed(cfg.seed)
+        history, global_step, skipped = _fit(teacher, model, losses[0], train_set, sampler, optimizer, cfg,
+                                             objective, label_weight)
     train_seconds = time.perf_counter() - start
     model.eval()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
