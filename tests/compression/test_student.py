@@ -160,7 +160,26 @@ def test_compare_with_distilled_rows_end_to_end(tiny_config, tmp_path):
         assert (run / "test-embeddings-last.npz").is_file()
     teachers = json.loads((out / "distilled-shared" / "seed0" / "distillation.json").read_text())["teacher"]
     assert teachers == [str(out / "learned" / "seed0")]
+    assert "--student-factor 2" in json.loads((out / "comparison.json").read_text())["command"]
     # run again: every row is reused, nothing retrained
-    before = (out / "distilled-shared" / "seed0" / "checkpoints" / "last.safetensors").stat().st_mtime
+    ckpt = out / "distilled-shared" / "seed0" / "checkpoints" / "last.safetensors"
+    before = ckpt.stat().st_mtime_ns
     assert main(argv) == 0
-    assert (out / "distilled-shared" / "seed0" / "checkpoints" / "last.safetensors").stat().st_mtime == before
+    assert ckpt.stat().st_mtime_ns == before
+    # another student budget: the students are trained again (their teachers are reused)
+    factor_at = argv.index("--student-factor") + 1
+    assert main([*argv[:factor_at], "1", *argv[factor_at + 1:]]) == 0
+    summary = json.loads((out / "distilled-shared" / "seed0" / "summary.json").read_text())
+    assert summary["distillation"]["steps"] == 2 and summary["settings"]["factor"] == 1.0
+    assert ckpt.stat().st_mtime_ns != before
+
+
+def test_bad_student_factor_is_a_one_line_error(tmp_path, tiny_config, capsys):
+    from lossensemble.cli.main import main
+
+    rc = main(["compare", "-c", "glyphs-compare", "-o", str(tmp_path / "o"), "--methods", "distilled-shared",
+               "--student-factor", "0", *tiny_config.overrides()])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--student-factor: must be a number > 0" in err[-1]
+    assert not (tmp_path / "o").exists()
