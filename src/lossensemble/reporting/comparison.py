@@ -273,8 +273,9 @@ def summary_notes(comp: Comparison, rows: list[dict[str, Any]], selection: Selec
             notes.append(f"{method.name}: the {what} with the best validation MAP@R: {chosen}.")
     notes.append("train cost: backbone images processed in training (steps x batch size x backbones trained), as "
                  "a multiple of one single-loss run; the independent ensemble is the sum of its single-loss runs; "
-                 "heads, best-head and compressed/distilled rows cost what their source run cost (their own "
-                 "training uses cached embeddings of frozen backbones).")
+                 "heads, best-head, compressed and independent-compressed rows cost what their source run cost "
+                 "(their own training uses cached embeddings of frozen backbones); distilled-* students add their "
+                 "own end-to-end training and the teachers' forward passes on its batches to their teachers' cost.")
     notes.append("dim: embedding size searched at test time; s/step: training seconds per step (independent: the "
                  "sum over its single-loss models); query ms: measured exact faiss search of the test set against "
                  "itself, per query (first seed, best of 3).")

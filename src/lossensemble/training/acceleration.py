@@ -12,12 +12,13 @@ the seed spread over 3 seeds) and off elsewhere (resnet18: 0.9x); ``compile`` is
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["CHANNELS_LAST_BY_DEFAULT", "accelerate", "channels_last_wanted"]
+__all__ = ["CHANNELS_LAST_BY_DEFAULT", "accelerate", "channels_last_wanted", "evaluation_format"]
 
 #: Backbones trained in channels_last memory format under ``train.channels_last: auto`` (measured faster).
 CHANNELS_LAST_BY_DEFAULT = frozenset({"small_cnn"})
@@ -49,3 +50,22 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def _to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+@contextmanager
+def evaluation_format(model: nn.Module) -> Iterator[None]:
+    """Evaluate in the default memory format, as a loaded or exported model does (back to channels_last after).
+
+    A backbone in channels_last runs other convolution kernels, whose float rounding differs
+    slightly: evaluating in the default format keeps the metrics a run records equal to
+    what ``lossensemble evaluate`` and an exported model compute from its checkpoint.
+    """
+    convs = [p for p in model.backbone.parameters() if p.dim() == 4]
+    channels_last = any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs)
+    if channels_last:
+        model.backbone.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        if channels_last:
+            model.backbone.to(memory_format=torch.channels_last)

@@ -32,7 +32,7 @@ from lossensemble.evaluation import evaluate_model, evaluate_model_sharded
 from lossensemble.models import build_components, check_components
 from lossensemble.runtime import resolve_device, seed_everything
 from lossensemble.training import state as training_state
-from lossensemble.training.acceleration import accelerate
+from lossensemble.training.acceleration import accelerate, evaluation_format
 from lossensemble.training.exceptions import NothingToResume, RunExists, TrainingDiverged, TrainingInterrupted
 from lossensemble.training.features import frozen_feature_set
 from lossensemble.training.loggers import LoggerContext, build_loggers, epoch_extras, evaluate_keeping
@@ -370,15 +370,14 @@ class Trainer:
         metrics once and sends them to all (every rank must call this). ``keep`` keeps
         the embeddings for the loggers (one process only; they are not recomputed).
         """
-        if keep and not self.dist.active and self.loggers.wants_embeddings:
-            test, self._test_embeddings = evaluate_keeping(self.embed_fn(), dataset, device=self.device,
-                                                           progress=self.progress, **self.cfg.eval_options())
-            return test
-        if not self.dist.active:
-            return evaluate_model(self.embed_fn(), dataset, device=self.device, progress=self.progress,
-                                  **self.cfg.eval_options())
-        return evaluate_model_sharded(self.embed_fn(), dataset, device=self.device, progress=self.progress,
-                                      **self.cfg.eval_options())
+        with evaluation_format(self.model):  # what a loaded or exported model computes
+            if keep and not self.dist.active and self.loggers.wants_embeddings:
+                test, self._test_embeddings = evaluate_keeping(self.embed_fn(), dataset, device=self.device,
+                                                               progress=self.progress, **self.cfg.eval_options())
+                return test
+            evaluate = evaluate_model_sharded if self.dist.active else evaluate_model
+            return evaluate(self.embed_fn(), dataset, device=self.device, progress=self.progress,
+                            **self.cfg.eval_options())
 
     def _evaluate_into(self, row: dict[str, Any]) -> None:
         self.model.eval()
