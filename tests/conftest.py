@@ -112,10 +112,14 @@ def retrieval_oracle():
     return brute_force_retrieval_metrics
 
 
-def kmeans_nmi(embeddings, labels) -> float:
-    """NMI (percent) of scikit-learn k-means clusters (k = classes, 10 restarts) of the L2-normalised embeddings.
+def kmeans_nmi_range(embeddings, labels, restarts: int = 10) -> tuple[float, float]:
+    """(min, max) NMI (percent) over scikit-learn k-means runs of one initialisation each (k = classes).
 
-    Another k-means than the library's faiss one: a reported NMI should be within a few points of this.
+    The library's NMI is one faiss k-means run (one initialisation, as pytorch-metric-learning
+    does); k-means optima differ from run to run by several points on embeddings whose classes
+    overlap (on a 256-item, 16-class test split, faiss's single runs spread over 8 points across
+    seeds), so a reported NMI is checked against the spread of independent single runs of
+    another implementation, on the L2-normalised embeddings, not against one value.
     """
     import numpy as np
     from sklearn.cluster import KMeans
@@ -123,11 +127,22 @@ def kmeans_nmi(embeddings, labels) -> float:
 
     x = np.asarray(embeddings, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    clusters = KMeans(len(np.unique(labels)), n_init=10, random_state=0).fit_predict(x)
-    return 100.0 * float(normalized_mutual_info_score(labels, clusters))
+    k = len(np.unique(labels))
+    values = [100.0 * float(normalized_mutual_info_score(labels, KMeans(k, n_init=1, random_state=seed).fit_predict(x)))
+              for seed in range(restarts)]
+    return min(values), max(values)
+
+
+class NMIOracle:
+    """``nmi_oracle.check(reported, embeddings, labels)``: the reported NMI lies within the spread of
+    independent single k-means runs (:func:`kmeans_nmi_range`), widened by ``slack`` points."""
+
+    @staticmethod
+    def check(reported: float, embeddings, labels, slack: float = 5.0) -> bool:
+        low, high = kmeans_nmi_range(embeddings, labels)
+        return low - slack <= reported <= high + slack
 
 
 @pytest.fixture(scope="session")
-def nmi_oracle():
-    """:func:`kmeans_nmi`: compare a reported NMI with ``abs=5`` (two k-means differ by a point or two)."""
-    return kmeans_nmi
+def nmi_oracle() -> NMIOracle:
+    return NMIOracle()

@@ -75,7 +75,7 @@ def test_results_rows_and_keys(compared, retrieval_oracle, nmi_oracle):
             assert row[m]["std"] is None  # one seed: no spread
         # every metric, recomputed from the embeddings the row was measured on (NMI: with another k-means)
         emb, labels = cached_embedding(compared, row["method"])
-        assert row["nmi"]["mean"] == pytest.approx(nmi_oracle(emb, labels), abs=5), row["method"]
+        assert nmi_oracle.check(row["nmi"]["mean"], emb, labels), row["method"]
         assert emb.shape == (16 * 16, row["embedding_size"])
         for m, value in retrieval_oracle(emb, labels).items():
             # float32 search vs float64 here: at most one query's neighbour may flip on a near-tie
