@@ -10,11 +10,8 @@ import pytest
 
 from lossensemble.cli.main import main
 
-TINY = [
-    "data.image_size=32", "data.options.num_train_classes=16", "data.options.num_test_classes=16",
-    "data.batch_size=16", "train.steps_per_epoch=2", "train.epochs=1", "model.embedding_dim=8",
-    "losses=[triplet,binomial]", "eval.nmi=false",
-]
+#: The suite's tiny run (``tiny_config``) with two steps, 8-d heads of two other losses, no NMI.
+TINY_EXTRA = ("train.steps_per_epoch=2", "model.embedding_dim=8", "losses=[triplet,binomial]", "eval.nmi=false")
 
 
 def test_help_lists_the_subcommands(capsys):
@@ -57,9 +54,9 @@ def test_user_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
     assert err.startswith("lossensemble: error:") and message in err
 
 
-def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys):
+def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys, tiny_config):
     run = tmp_path / "run"
-    assert main(["train", "-o", str(run), "--no-progress", *TINY]) == 0
+    assert main(["train", "-o", str(run), "--no-progress", *tiny_config.overrides(*TINY_EXTRA)]) == 0
     out = capsys.readouterr().out
     assert "ensemble" in out and "heads.triplet" in out and "run folder:" in out
     assert main(["evaluate", str(run), "-o", str(tmp_path / "m.json")]) == 0
@@ -81,9 +78,9 @@ def test_train_then_evaluate_gives_the_same_metrics(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, tiny_config):
     run = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "-o", str(run), "--no-progress", *TINY]) == 0
+    assert main(["train", "-o", str(run), "--no-progress", *tiny_config.overrides(*TINY_EXTRA)]) == 0
     return run
 
 

@@ -19,24 +19,13 @@ from lossensemble.training.run import read_history, write_history
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-TINY = [
-    "data.image_size=32",
-    "data.options.num_train_classes=16",
-    "data.options.num_test_classes=16",
-    "data.batch_size=16",
-    "data.m_per_class=4",
-    "train.steps_per_epoch=3",
-    "train.epochs=2",
-    "train.progress=false",
-    "eval.batch_size=128",
-    "model.embedding_dim=16",
-    "losses=[triplet,proxy_nca]",
-]
 TRACKERS = "train.loggers=[csv,{name: tensorboard, options: {max_points: 20}},{name: mlflow, options: {experiment: glyphs}}]"
 
 
-def tiny(*extra: str):
-    return load_config(overrides=TINY + list(extra))
+@pytest.fixture
+def tiny(tiny_config):
+    """``tiny(*overrides)``: the suite's tiny run (``tiny_config``) for two epochs, then the overrides."""
+    return lambda *extra: tiny_config("train.epochs=2", *extra)
 
 
 class Recorder(TrainingLogger):
@@ -102,7 +91,7 @@ def _tb(run: Path) -> EventAccumulator:
     return acc
 
 
-def test_csv_tensorboard_mlflow_and_a_custom_logger_record_the_same_values(tmp_path, monkeypatch, recorder):
+def test_csv_tensorboard_mlflow_and_a_custom_logger_record_the_same_values(tmp_path, monkeypatch, recorder, tiny):
     run = tmp_path / "run"
     cfg = tiny(TRACKERS[:-1] + ",recorder]")
     metrics = Trainer(cfg, run).fit()
@@ -159,7 +148,7 @@ def test_csv_tensorboard_mlflow_and_a_custom_logger_record_the_same_values(tmp_p
     assert rec.calls[-1] == ("close", "finished")
 
 
-def test_csv_only_is_the_default_and_writes_history_csv_as_before(tmp_path):
+def test_csv_only_is_the_default_and_writes_history_csv_as_before(tmp_path, tiny):
     assert load_config().train.loggers == ["csv"]
     run = tmp_path / "run"
     trainer = Trainer(tiny(), run)
@@ -175,7 +164,7 @@ def test_csv_only_is_the_default_and_writes_history_csv_as_before(tmp_path):
     assert not (run / "tensorboard").exists() and not (run / "mlruns").exists()
 
 
-def test_logging_survives_a_failure_and_an_interrupt_then_resume_without_repeats(tmp_path, monkeypatch, recorder):
+def test_logging_survives_a_failure_and_an_interrupt_then_resume_without_repeats(tmp_path, monkeypatch, recorder, tiny):
     run = tmp_path / "run"
     cfg = tiny("train.epochs=3", "train.checkpoint_every=2", TRACKERS[:-1] + ",recorder]")
     Recorder.SCRIPT.update({8: "fail"})  # step 8 of 9: after the epoch-2 checkpoint (step 6)
@@ -203,7 +192,7 @@ def test_logging_survives_a_failure_and_an_interrupt_then_resume_without_repeats
                                                 for r in history]
 
 
-def test_unknown_logger_bad_options_and_a_missing_package_are_user_errors(tmp_path, recorder):
+def test_unknown_logger_bad_options_and_a_missing_package_are_user_errors(tmp_path, recorder, tiny):
     with pytest.raises(UserError, match=r"train.loggers: unknown logger 'tensorbord'; did you mean 'tensorboard'"):
         Trainer(tiny("train.loggers=[csv,tensorbord]"), tmp_path / "a")
     with pytest.raises(UserError, match=r"logger 'mlflow': unknown option 'experimnt'; did you mean 'experiment'"):
@@ -242,7 +231,7 @@ def test_only_the_main_process_logs(recorder):
 
 
 @pytest.mark.slow
-def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch):
+def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch, tiny_config):
     """Two ranks train; one TensorBoard event file, one MLflow run, one history.csv row per epoch."""
     import os
     import socket
@@ -255,7 +244,7 @@ def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={port}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress",
-           *TINY, "train.epochs=1", "train.device=cpu", TRACKERS]
+           *tiny_config.overrides(TRACKERS)]
     done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,17 +13,15 @@ from safetensors.torch import save_file
 from lossensemble.cli.main import main
 from lossensemble.training.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = [
-    "data.image_size=32", "data.options.num_train_classes=16", "data.options.num_test_classes=16",
-    "data.batch_size=16", "train.steps_per_epoch=2", "train.epochs=2", "train.eval_every=2",
-    "model.embedding_dim=8", "losses=[triplet,binomial]", "eval.nmi=false",
-]
+#: The suite's tiny run (``tiny_config``) for two epochs of two steps, 8-d heads of two other losses, no NMI.
+TINY_EXTRA = ("train.steps_per_epoch=2", "train.epochs=2", "train.eval_every=2", "model.embedding_dim=8",
+              "losses=[triplet,binomial]", "eval.nmi=false")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, tiny_config):
     run = tmp_path_factory.mktemp("hostile") / "run"
-    assert main(["train", "-o", str(run), "--no-progress", *TINY]) == 0
+    assert main(["train", "-o", str(run), "--no-progress", *tiny_config.overrides(*TINY_EXTRA)]) == 0
     return run
 
 
