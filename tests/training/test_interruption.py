@@ -12,18 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ARGS = [
-    "data.image_size=32",
-    "data.options.num_train_classes=16",
-    "data.options.num_test_classes=16",
-    "data.batch_size=16",
-    "train.steps_per_epoch=6",
-    "train.epochs=3",
-    "train.threads=1",
-    "model.embedding_dim=16",
-    "losses=[triplet,proxy_nca]",
-    "eval.nmi=false",
-]
+#: The tiny run of the test suite, three epochs of six steps: long enough to be killed mid-epoch.
+EXTRA = ("train.steps_per_epoch=6", "train.epochs=3", "eval.nmi=false")
 
 
 def _cli(*args: str) -> list[str]:
@@ -54,9 +44,14 @@ def _metrics(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def args(tiny_config) -> list[str]:
+    return tiny_config.overrides(*EXTRA)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, args):
     run = tmp_path_factory.mktemp("ref") / "run"
-    subprocess.run(_cli("-o", str(run), *ARGS), check=True, env=_env(), capture_output=True, text=True)
+    subprocess.run(_cli("-o", str(run), *args), check=True, env=_env(), capture_output=True, text=True)
     return _metrics(run)
 
 
@@ -67,10 +62,11 @@ def _assert_same(a: dict, b: dict) -> None:
             assert a[emb][k] == pytest.approx(b[emb][k], abs=1e-6), (emb, k)
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_same_metrics(tmp_path, reference):
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_same_metrics(tmp_path, reference, args):
     run = tmp_path / "run"
     history = run / "history.csv"
-    proc = subprocess.Popen(_cli("-o", str(run), *ARGS), env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cli("-o", str(run), *args), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     # after the first epoch's checkpoint, kill it somewhere inside the second epoch
     _wait_for(lambda: history.is_file() and (run / "checkpoints" / "last.safetensors").is_file(), proc)
@@ -85,9 +81,10 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_metrics(tmp_path, referenc
     _assert_same(_metrics(run), reference)
 
 
-def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, reference):
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, reference, args):
     run = tmp_path / "run"
-    proc = subprocess.Popen(_cli("-o", str(run), *ARGS), env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cli("-o", str(run), *args), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     _wait_for(lambda: (run / "history.csv").is_file(), proc)
     proc.send_signal(signal.SIGTERM)
