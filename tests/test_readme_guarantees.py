@@ -171,7 +171,7 @@ GUARANTEES: dict[str, list[str]] = {
         "tests/test_config_hostile.py::test_yaml_syntax_errors_are_one_line_with_file_line_and_column",
         "tests/test_config.py::test_malformed_yaml_and_missing_file",
     ],
-    "configs that are not UTF-8, alias bombs and recursive aliases: one line, at once": [
+    "configs that are not UTF-8, alias bombs and recursive aliases: one line (an alias bomb is refused at once)": [
         "tests/test_config_hostile.py::test_non_utf8_config_file_is_a_one_line_error",
         "tests/test_config_hostile.py::test_yaml_alias_bomb_is_refused_quickly",
         "tests/test_config_hostile.py::test_alias_bomb_in_an_override_is_refused",
@@ -244,7 +244,7 @@ GUARANTEES: dict[str, list[str]] = {
     "a config that no longer fits the checkpoint is a one-line error with exit status 2": [
         C + "test_main.py::test_train_then_evaluate_gives_the_same_metrics",
     ],
-    "every field of `config.json` is type- and range-checked (one-line error naming the file and the field)": [
+    "the fields of `config.json` are type- and range-checked (one-line error naming the file and the field)": [
         I + "test_model_file_hostile.py::test_corrupted_field_is_a_one_line_error_naming_file_and_field",
         I + "test_model_file_hostile.py::test_description_that_is_no_object_is_refused",
         I + "test_model_file_hostile.py::test_cli_reports_a_corrupted_description_in_one_line",
@@ -269,7 +269,7 @@ GUARANTEES: dict[str, list[str]] = {
     "Paths with newlines or separators round-trip through `paths.jsonl`, which cannot be misread": [
         I + "test_index.py::test_paths_with_newlines_and_separators_round_trip",
     ],
-    "damaged index files are one-line errors": [
+    "damaged index files are clear errors naming the file": [
         I + "test_index.py::test_damaged_index_files_are_one_line_errors",
     ],
     # -- No unsafe loading
