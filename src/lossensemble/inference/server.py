@@ -12,7 +12,8 @@ app import it (``lossensemble.inference`` does not).
   nearest first; ``url`` is the neighbour's image at ``GET /images/{row}``.
 * ``GET /images/{row}``: the indexed image of faiss row ``row``. Only files listed in the
   index can be named (by row number, never by path), and only if they are still images.
-* ``GET /``: a page to upload an image and see its neighbours as a grid.
+* ``GET /``: a page to upload an image and see its neighbours as a grid; a click on a
+  neighbour searches with it, and ``/?row=N&k=K`` opens with the search of indexed image N.
 
 Bad input is a 400 with ``{"detail": "<one line>"}``, never a 500: a request body over
 the upload limit (refused before it is read into memory), a zero-byte upload, a file that
@@ -229,28 +230,47 @@ figcaption{font-size:.8em;word-break:break-all}
 <p id="message"></p>
 <div id="grid"></div>
 <script>
+// Search with an uploaded file, or (click on a result, or open /?row=N&k=K) with an indexed image.
 const form = document.getElementById("form"), grid = document.getElementById("grid");
 const message = document.getElementById("message"), query = document.getElementById("query");
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  if (!{has_index}) return;
+async function search(data, preview) {
   grid.replaceChildren(); query.replaceChildren(); message.className = ""; message.textContent = "searching...";
-  const file = form.elements.file.files[0];
-  if (file) { const img = document.createElement("img"); img.src = URL.createObjectURL(file); query.append(img); }
+  if (preview) { const img = document.createElement("img"); img.src = preview; query.append(img); }
   let body;
-  const response = await fetch("/search", {method: "POST", body: new FormData(form)});
+  const response = await fetch("/search", {method: "POST", body: data});
   try { body = await response.json(); } catch (e) { body = {detail: response.statusText}; }
   if (!response.ok) { message.className = "error"; message.textContent = "Error: " + body.detail; return; }
-  message.textContent = body.length + " nearest images (distance = 1 - cosine similarity)";
+  message.textContent = body.length + " nearest images (distance = 1 - cosine similarity); click one to search with it";
   for (const hit of body) {
     const figure = document.createElement("figure"), img = document.createElement("img");
     const caption = document.createElement("figcaption");
     img.src = hit.url; img.alt = hit.path; img.loading = "lazy";
     caption.textContent = hit.distance.toFixed(4) + " " + hit.path.split("/").pop();
     caption.title = hit.path;
+    figure.dataset.row = hit.url.split("/").pop();
+    figure.addEventListener("click", () => searchRow(figure.dataset.row));
     figure.append(img, caption); grid.append(figure);
   }
+}
+async function searchRow(row) {
+  const image = await fetch("/images/" + encodeURIComponent(row));
+  if (!image.ok) { message.className = "error"; message.textContent = "Error: no indexed image " + row; return; }
+  const data = new FormData();
+  data.append("file", await image.blob(), "indexed-" + row);
+  data.append("k", form.elements.k.value);
+  await search(data, "/images/" + encodeURIComponent(row));
+}
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!{has_index}) return;
+  const file = form.elements.file.files[0];
+  await search(new FormData(form), file ? URL.createObjectURL(file) : null);
 });
+const params = new URLSearchParams(location.search);
+if ({has_index} && params.has("row")) {
+  if (params.has("k")) form.elements.k.value = params.get("k");
+  searchRow(params.get("row"));
+}
 </script>
 </body></html>
 """
