@@ -107,8 +107,9 @@ def run(args) -> str:
                 times[name].append(timed(cases[name]))
     lines = [
         f"Fresh processes, medians of {args.repeats} interleaved rounds (order rotated each round); "
-        f"the index is an exact faiss flat index of {args.n:,} x 32 vectors bound to an exported small_cnn "
-        f"model ({args.image_size} px query). Goals: `--help` < 0.5 s, `search` < 1.5 s wall.",
+        f"the index is an exact faiss flat index of {args.n:,} x 32 vectors bound to a small_cnn model exported "
+        f"with `--format onnx` ({args.image_size} px query): `search` embeds the query with onnxruntime unless "
+        "`--backend torch`. Goals: `--help` < 0.5 s, `search` < 1.5 s wall.",
         "",
         "| command | wall p50 (s) | CPU p50 (s) |",
         "|---|---:|---:|",

@@ -83,8 +83,9 @@ def run(args) -> str:
     lines += [
         "",
         f"- `cached`: computing the {n_images:,} training images' features once (trainer set-up, written to the "
-        f"cache) took {setup_cpu:.1f} s CPU ({setup_wall:.1f} s wall), about "
-        f"{setup_cpu / med['full'][0]:.1f} full epochs; every later epoch, seed or run with the same backbone "
+        f"cache) took {setup_cpu:.1f} s CPU ({setup_wall:.1f} s wall), the cost of "
+        f"{setup_cpu / med['full'][0]:.1f} timed epochs of `full` ({args.steps} steps each; one pass over the "
+        f"{n_images:,} images is {n_images // 64} steps); every later epoch, seed or run with the same backbone "
         "and data reads them back. Goal: cached >= 20x faster per epoch than full.",
         f"- Load average (1/5/15 min): {load_before} at the start, {benchutil.load_average()} at the end.",
     ]

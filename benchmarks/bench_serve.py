@@ -121,7 +121,7 @@ def run(args) -> str:
             proc.wait(timeout=30)
     lines = [
         f"`lossensemble serve` on 127.0.0.1 with an exact flat index of {args.n:,} x 32 vectors bound to an "
-        f"exported small_cnn model ({args.image_size} px); each request uploads one PNG and asks for k = 10 "
+        f"small_cnn model exported with `--format onnx` ({args.image_size} px; queries embedded by onnxruntime); each request uploads one PNG and asks for k = 10 "
         f"(`POST /search`); {args.requests} requests per client, one keep-alive connection each. Server start-up "
         f"(process start to a healthy `/health`): {startup:.1f} s. Goal: p50 < 25 ms at 1 client, no errors.",
         "",
