@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from process_helpers import free_port, torchrun_train
 
 from lossensemble import distributed
 
 WORLD = 2
 #: Added to the shared tiny config: learned loss weights, so that the ranks must agree on them too.
 LEARNED = ("weighting.scheme=learned", "train.lr.weights=0.01")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _join(rank: int, port: int) -> None:
@@ -73,7 +66,7 @@ def test_gathered_loss_equals_one_process_on_the_union(tmp_path):
     """Value: identical to the union loss; gradient of the local rows: world_size x the union gradient."""
     from lossensemble.losses import build_loss
 
-    mp.spawn(_gather_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     emb, labels = _union_batch()
     for name in ("triplet", "multi_similarity"):
         union = emb.clone().requires_grad_(True)
@@ -130,7 +123,7 @@ def _assert_same_on_both_ranks(out: Path, stage: str) -> dict:
 def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resumes(tmp_path, tiny_config):
     run, out = tmp_path / "run", tmp_path / "out"
     out.mkdir()
-    mp.spawn(_train_worker, args=(_free_port(), str(run), str(out), tiny_config.overrides(*LEARNED)), nprocs=WORLD,
+    mp.spawn(_train_worker, args=(free_port(), str(run), str(out), tiny_config.overrides(*LEARNED)), nprocs=WORLD,
              join=True)
     first = _assert_same_on_both_ranks(out, "epoch1")
     # The learned weights moved, and their running means were folded from the same values.
@@ -155,11 +148,7 @@ def test_two_rank_training_keeps_parameters_and_loss_weights_identical_and_resum
 def test_torchrun_cli_trains(tmp_path, tiny_config):
     """``torchrun --nproc_per_node=2 -m lossensemble train`` end to end."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress",
-           *tiny_config.overrides(*LEARNED)]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=240)
+    done = torchrun_train(run, tiny_config.overrides(*LEARNED), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run folder:") == 1  # only rank 0 prints
     summary = json.loads((run / "summary.json").read_text())

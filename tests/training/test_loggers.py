@@ -233,20 +233,10 @@ def test_only_the_main_process_logs(recorder):
 @pytest.mark.slow
 def test_under_torchrun_only_rank_0_logs(tmp_path, monkeypatch, tiny_config):
     """Two ranks train; one TensorBoard event file, one MLflow run, one history.csv row per epoch."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from process_helpers import torchrun_train
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", "-m", "lossensemble", "train", "-o", str(run), "--no-progress",
-           *tiny_config.overrides(TRACKERS)]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    done = torchrun_train(run, tiny_config.overrides(TRACKERS))
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert [e.step for e in _tb(run).Scalars("loss/total")] == [1, 2, 3]
