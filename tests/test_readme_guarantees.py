@@ -84,6 +84,9 @@ GUARANTEES: dict[str, list[str]] = {
     "A step with non-finite gradients is skipped and counted, and leaves the weights untouched": [
         T + "test_trainer.py::test_non_finite_gradients_skip_the_step_without_touching_weights",
     ],
+    "10 such steps in a row stop the run": [
+        T + "test_trainer.py::test_ten_non_finite_gradient_steps_in_a_row_stop_the_run",
+    ],
     "Every loss returns a finite value and finite gradients on batches with a single class or without positive pairs": [
         "tests/losses/test_loss_registry.py::test_degenerate_batches_are_finite",
     ],

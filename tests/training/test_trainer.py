@@ -157,6 +157,15 @@ def test_non_finite_gradients_skip_the_step_without_touching_weights(tmp_path, t
     assert all(math.isfinite(float(p.detach().abs().sum())) for p in after)
 
 
+def test_ten_non_finite_gradient_steps_in_a_row_stop_the_run(tmp_path, tiny_config):
+    cfg = tiny_config("losses=[triplet]", "train.steps_per_epoch=12")
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.model.heads["triplet"].weight.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(TrainingDiverged, match="10 consecutive steps had non-finite gradients"):
+        trainer.fit()
+    assert trainer.skipped_steps == 10
+
+
 def test_existing_run_folder_needs_resume_and_resume_needs_a_checkpoint(tmp_path, tiny_config):
     cfg = tiny_config("losses=[triplet]", "train.steps_per_epoch=1")
     Trainer(cfg, tmp_path / "run").fit()
