@@ -33,11 +33,11 @@ GUARANTEES: dict[str, list[str]] = {
         T + "test_trainer.py::test_run_folder_contents_and_metric_values",
         T + "test_interruption.py::test_sigkill_mid_epoch_then_resume_gives_the_same_metrics",
     ],
-    "SIGTERM finishes the current step, saves a mid-epoch checkpoint and exits with status 130 and the command to resume": [
+    "SIGTERM (or Ctrl-C, SIGINT) finishes the current step, saves a mid-epoch checkpoint and exits with status 130 and the command to resume": [
         T + "test_trainer.py::test_mid_epoch_interrupt_saves_and_resumes_exactly",
         T + "test_interruption.py::test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly",
     ],
-    "ends with exactly the metrics of an uninterrupted run, after a SIGKILL as after a SIGTERM": [
+    "ends with exactly the metrics of an uninterrupted run, after a SIGKILL as after a SIGTERM or SIGINT": [
         T + "test_interruption.py::test_sigkill_mid_epoch_then_resume_gives_the_same_metrics",
         T + "test_interruption.py::test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly",
         T + "test_trainer.py::test_resume_reproduces_an_uninterrupted_run",

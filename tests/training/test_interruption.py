@@ -82,12 +82,13 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_metrics(tmp_path, referenc
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, reference, args):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, reference, args, signum):
     run = tmp_path / "run"
     proc = subprocess.Popen(_cli("-o", str(run), *args), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     _wait_for(lambda: (run / "history.csv").is_file(), proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
     assert "lossensemble train --resume" in out
