@@ -30,7 +30,7 @@ def training_embeddings(loaded, batch_size: int, progress: bool) -> tuple[torch.
     cfg = loaded.cfg
     d = cfg.data
     dataset = build_split(d, d.train_split, transform=None)
-    dataset.transform = build_transforms(dataset.kind, d.image_size, train=False)
+    dataset.transform = build_transforms(dataset.kind, d.image_size, train=False, normalisation=loaded.normalisation)
     model = loaded.model
     weights = loaded.weights.to(loaded.device)
 

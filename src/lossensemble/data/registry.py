@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from lossensemble.errors import DataError, UserError
+from lossensemble.preprocess import IMAGENET, Normalisation
 from lossensemble.registry import Registry
 
 from .images import ImageDataset
@@ -16,7 +17,7 @@ from .transforms import build_transforms
 
 __all__ = [
     "DatasetNotFound", "DatasetSource", "DATASETS", "register_dataset", "get_source", "build_dataset", "build_split",
-    "list_datasets",
+    "split_transform", "list_datasets",
 ]
 
 TRAIN_LIKE_SPLITS = ("train", "pretrain")
@@ -127,6 +128,7 @@ def build_dataset(
     val_fraction: float = 0.0,
     seed: int = 0,
     augment: Any = "auto",
+    normalisation: Normalisation = IMAGENET,
     **options: Any,
 ) -> ImageDataset:
     """One split of a registered dataset as a torch ``Dataset`` of ``(image tensor, label)``.
@@ -141,6 +143,8 @@ def build_dataset(
     ``augment``: the training augmentation with ``transform="auto"`` (``data.augment``: ``auto``,
     ``photo``, ``glyph``, ``none`` or ``{name: ..., options: {...}}``; see
     :mod:`lossensemble.data.transforms`).
+    ``normalisation``: the backbone's mean/std and filter for ``transform="auto"``
+    (``Backbone.normalisation``; ImageNet's by default).
     ``options`` are dataset-specific (see ``DATASETS[name].options``).
     """
     source = get_source(name)(root, **options)
@@ -151,7 +155,8 @@ def build_dataset(
     dataset = source.build(split, val_fraction=float(val_fraction), seed=int(seed))
     if transform == "auto":
         size = int(image_size) if image_size is not None else source.default_image_size
-        dataset.transform = build_transforms(source.kind, size, train=split in TRAIN_LIKE_SPLITS, augment=augment)
+        dataset.transform = build_transforms(source.kind, size, train=split in TRAIN_LIKE_SPLITS, augment=augment,
+                                             normalisation=normalisation)
     elif transform is None or callable(transform):
         dataset.transform = transform
     else:
@@ -159,15 +164,23 @@ def build_dataset(
     return dataset
 
 
-def build_split(data_cfg: Any, split: str, transform: Callable | str | None = "auto") -> ImageDataset:
+def build_split(data_cfg: Any, split: str, transform: Callable | str | None = "auto",
+                normalisation: Normalisation = IMAGENET) -> ImageDataset:
     """One split of the dataset a :class:`~lossensemble.config.DataConfig` describes.
 
     The one place where a run's data settings become a dataset: training, evaluation,
     compression and the experiments all call this, so they see the same images.
+    ``normalisation`` is the model's (``model.backbone.normalisation``) for ``transform="auto"``.
     """
     d = data_cfg
     return build_dataset(d.name, split, root=d.root, image_size=d.image_size, val_fraction=d.val_fraction,
-                         transform=transform, augment=d.augment, **d.options)
+                         transform=transform, augment=d.augment, normalisation=normalisation, **d.options)
+
+
+def split_transform(data_cfg: Any, split: str, kind: str, normalisation: Normalisation = IMAGENET) -> Callable:
+    """The transform ``build_split(data_cfg, split)`` gives a dataset of ``kind``, with ``normalisation``."""
+    return build_transforms(kind, data_cfg.image_size, train=split in TRAIN_LIKE_SPLITS, augment=data_cfg.augment,
+                            normalisation=normalisation)
 
 
 def list_datasets(root_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from lossensemble.data import build_split
 from lossensemble.evaluation import extract_embeddings
 from lossensemble.evaluation.evaluate import query_gallery_masks
 from lossensemble.io import atomic_save_npz
+from lossensemble.preprocess import IMAGENET, Normalisation
 from lossensemble.training.loading import compressed_checkpoint_path, load_run
 from lossensemble.training.run import RunPaths
 
@@ -37,9 +38,10 @@ class TestEmbeddings:
         return {"is_query": self.is_query, "is_gallery": self.is_gallery}
 
 
-def test_split(cfg: Config, transform: Any = "auto"):
-    """The test split of ``cfg``'s dataset, built exactly as the trainer builds it (``transform=None``: PIL images)."""
-    return build_split(cfg.data, "test", transform=transform)
+def test_split(cfg: Config, transform: Any = "auto", normalisation: Normalisation = IMAGENET):
+    """The test split of ``cfg``'s dataset, built exactly as the trainer builds it (``transform=None``: PIL images);
+    ``normalisation`` is the model's (``LoadedRun.normalisation``)."""
+    return build_split(cfg.data, "test", transform=transform, normalisation=normalisation)
 
 
 def embeddings_cache_path(run_dir: Path, checkpoint: str) -> Path:
@@ -71,9 +73,11 @@ def _checkpoint_file(run_dir: Path, checkpoint: str) -> Path:
     return RunPaths(Path(run_dir)).last
 
 
-def embed_test_split(embed_fn, cfg: Config, device, progress: bool = False) -> TestEmbeddings:
-    """Embed ``cfg``'s test split with ``embed_fn`` (the items evaluation uses, with their query/gallery masks)."""
-    dataset = test_split(cfg)
+def embed_test_split(embed_fn, cfg: Config, device, progress: bool = False,
+                     normalisation: Normalisation = IMAGENET) -> TestEmbeddings:
+    """Embed ``cfg``'s test split with ``embed_fn`` (the items evaluation uses, with their query/gallery masks);
+    ``normalisation`` is the model's (``LoadedRun.normalisation``)."""
+    dataset = test_split(cfg, normalisation=normalisation)
     o = cfg.eval_options()
     embeddings, labels, kept = extract_embeddings(
         embed_fn, dataset, batch_size=o["batch_size"], num_workers=o["num_workers"], device=device,
@@ -95,7 +99,7 @@ def run_test_embeddings(run_dir: Path, checkpoint: str = "last", progress: bool 
     if cache.is_file() and (not ckpt.is_file() or cache.stat().st_mtime >= ckpt.stat().st_mtime):
         return load_test_embeddings(cache)
     loaded = load_run(run_dir, checkpoint="last" if checkpoint == "last" else str(ckpt))
-    result = embed_test_split(loaded.embed_fn(), loaded.cfg, loaded.device, progress)
+    result = embed_test_split(loaded.embed_fn(), loaded.cfg, loaded.device, progress, loaded.normalisation)
     save_test_embeddings(cache, result)
     return result
 

@@ -40,6 +40,7 @@ import torch
 from lossensemble.errors import UserError
 from lossensemble.inference.layout import select_heads, write_folder
 from lossensemble.inference.model import InferenceModel
+from lossensemble.preprocess import IMAGENET
 
 __all__ = ["EXPORT_FORMATS", "export_model", "export_run"]
 
@@ -72,7 +73,6 @@ def export_model(
     config.json and the model card.
     """
     from lossensemble import __version__
-    from lossensemble.data import IMAGENET_MEAN, IMAGENET_STD
 
     if data_kind not in ("photo", "glyph"):
         raise UserError(f"data kind must be 'photo' or 'glyph', got {data_kind!r}")
@@ -113,7 +113,8 @@ def export_model(
         "compressor": dict(compressor_meta) if embedding == "compressed" else None,
         "image_size": int(image_size),
         "data_kind": data_kind,
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        # the backbone's (a timm model's own data config; ImageNet's otherwise): the query path repeats it
+        "normalisation": getattr(model.backbone, "normalisation", IMAGENET).to_dict(),
         "source": source or {},
         "training": training or {},
         "metrics": metrics or {},

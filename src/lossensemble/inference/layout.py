@@ -35,6 +35,7 @@ from typing import Any
 
 from lossensemble.errors import UserError
 from lossensemble.io import read_json
+from lossensemble.preprocess.normalisation import INTERPOLATIONS
 
 __all__ = [
     "MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "CONFIG_FILE", "LEGACY_CONFIG_FILE", "CARD_FILE",
@@ -189,6 +190,12 @@ def _normalisation(spec: dict, where: Path) -> None:
         if not isinstance(v, list) or len(v) != 3 or not all(_number(x) for x in v) \
                 or (key == "std" and not all(x > 0 for x in v)):
             raise _bad(where, f"normalisation.{key}", "3 finite numbers" + (" > 0" if key == "std" else ""), v)
+    interpolation = norm.get("interpolation", "bilinear")  # absent in older exports: bilinear, crop 224/256
+    if interpolation not in INTERPOLATIONS:
+        raise _bad(where, "normalisation.interpolation", "one of " + ", ".join(INTERPOLATIONS), interpolation)
+    crop = norm.get("crop_pct", 0.875)
+    if not _number(crop) or not 0 < crop <= 1:
+        raise _bad(where, "normalisation.crop_pct", "a number in (0, 1]", crop)
 
 
 _REQUIRED = ("embedding", "output_dim", "backbone", "feature_dim", "head_names", "heads", "embedding_dim",

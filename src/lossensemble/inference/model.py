@@ -40,6 +40,7 @@ from lossensemble.inference.layout import (
     write_folder,
 )
 from lossensemble.models import EnsembleModel
+from lossensemble.preprocess import Normalisation
 
 __all__ = [
     "MODEL_FORMAT",
@@ -101,12 +102,18 @@ class InferenceModel(EnsembleModel):
         self._transform = None
 
     @property
+    def normalisation(self) -> Normalisation:
+        """The exported mean/std, filter and crop (``normalisation`` in config.json; ImageNet's when absent)."""
+        return Normalisation.from_dict(self.spec.get("normalisation"))
+
+    @property
     def transform(self):
         """The evaluation transform of the training data (PIL image -> normalised tensor)."""
         if self._transform is None:
             from lossensemble.data import build_transforms
 
-            self._transform = build_transforms(self.spec["data_kind"], int(self.spec["image_size"]), train=False)
+            self._transform = build_transforms(self.spec["data_kind"], int(self.spec["image_size"]), train=False,
+                                               normalisation=self.normalisation)
         return self._transform
 
     @property

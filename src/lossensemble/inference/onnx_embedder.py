@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lossensemble.errors import UserError
-from lossensemble.preprocess import SafeImageReader, eval_array, to_rgb
+from lossensemble.preprocess import Normalisation, SafeImageReader, eval_array, to_rgb
 
 __all__ = ["OnnxEmbedder", "onnxruntime_available"]
 
@@ -59,6 +59,7 @@ class OnnxEmbedder:
         self.output_dim = int(spec["output_dim"])
         self.image_size = int(spec["image_size"])
         self.data_kind = str(spec["data_kind"])
+        self.normalisation = Normalisation.from_dict(spec.get("normalisation"))  # as exported (ImageNet's if absent)
         self._input = self.session.get_inputs()[0].name
 
     def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
@@ -79,7 +80,7 @@ class OnnxEmbedder:
             img = to_rgb(item) if isinstance(item, Image.Image) else reader.read(str(item))
             if img is None:
                 raise UserError(f"cannot read image {item}")
-            arrays.append(eval_array(img, self.data_kind, self.image_size))
+            arrays.append(eval_array(img, self.data_kind, self.image_size, self.normalisation))
         out = np.zeros((len(arrays), self.output_dim), np.float32)
         for start in range(0, len(arrays), batch_size):
             out[start:start + batch_size] = self.embed_arrays(np.stack(arrays[start:start + batch_size]))

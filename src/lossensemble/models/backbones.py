@@ -6,6 +6,13 @@ it ships); timm models are available as ``timm:<name>`` when timm is installed.
 ``small_cnn`` is our own light network, sized to train in minutes on a CPU on the
 embedded glyph data.
 
+Each backbone carries the :class:`~lossensemble.preprocess.Normalisation` its input is
+prepared with (``Backbone.normalisation``): a timm model's own data config (mean/std,
+interpolation, crop_pct, from ``timm.data.resolve_data_config``); ImageNet statistics and
+bilinear resizing for torchvision and ``small_cnn``. The input size is always the config's
+``data.image_size``, never the model's default (a timm model whose default differs is warned
+about once).
+
 Pretrained weights are never downloaded silently: they are read from
 ``model.weights`` (a safetensors file or a torch state dict loaded with
 ``weights_only=True``) or from torch's hub cache when torchvision's file is already
@@ -24,6 +31,7 @@ import torch
 from torch import nn
 
 from lossensemble.errors import UserError
+from lossensemble.preprocess import IMAGENET, Normalisation
 from lossensemble.registry import Registry
 
 __all__ = [
@@ -34,19 +42,27 @@ __all__ = [
     "build_backbone",
     "load_state_dict_file",
     "freeze_batchnorm",
+    "timm_normalisation",
+    "warn_input_size",
 ]
 
 log = logging.getLogger(__name__)
 
 
 class Backbone(nn.Module):
-    """A feature extractor with a known output width ``feature_dim``."""
+    """A feature extractor with a known output width ``feature_dim``.
 
-    def __init__(self, body: nn.Module, feature_dim: int, pool: bool = True) -> None:
+    ``normalisation``: how its input images are normalised and resized (training and
+    evaluation transforms, exported models); ImageNet's unless the network says otherwise.
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, pool: bool = True,
+                 normalisation: Normalisation = IMAGENET) -> None:
         super().__init__()
         self.body = body
         self.pool = nn.AdaptiveAvgPool2d(1) if pool else nn.Identity()
         self.feature_dim = feature_dim
+        self.normalisation = normalisation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.body(x)), 1)
@@ -168,7 +184,31 @@ for _arch, _desc in [
     register_backbone(_arch, _desc)(_torchvision_factory(_arch))
 
 
+_SIZE_WARNED: set[tuple[str, int]] = set()
+
+
+def timm_normalisation(model: nn.Module) -> Normalisation:
+    """The :class:`Normalisation` of a timm model: its resolved data config (mean, std, interpolation, crop_pct)."""
+    from timm.data import resolve_data_config
+
+    return Normalisation.from_timm(resolve_data_config({}, model=model))
+
+
+def warn_input_size(backbone: str, model_size: int | None, image_size: int) -> None:
+    """Warn once per (backbone, size) when ``data.image_size`` is not the model's default input size."""
+    if model_size is None or int(model_size) == int(image_size) or (backbone, image_size) in _SIZE_WARNED:
+        return
+    _SIZE_WARNED.add((backbone, int(image_size)))
+    log.warning("%s: images are %dx%d (data.image_size) but the model's default input size is %dx%d; "
+                "data.image_size decides", backbone, image_size, image_size, model_size, model_size)
+
+
 def _timm_backbone(name: str, pretrained: bool, weights: str | None) -> Backbone:
+    """A timm model without its classifier; it carries its data config (see :func:`timm_normalisation`).
+
+    The input size is not taken from the data config: ``data.image_size`` decides it
+    (``default_input_size`` keeps the model's, for a warning when they differ).
+    """
     try:
         import timm
     except ImportError:
@@ -177,7 +217,11 @@ def _timm_backbone(name: str, pretrained: bool, weights: str | None) -> Backbone
         model = timm.create_model(name, pretrained=False, num_classes=0)
     except Exception as exc:  # timm raises RuntimeError for unknown names
         raise UserError(f"model.backbone: timm has no model '{name}' ({exc})") from None
-    net = Backbone(model, model.num_features, pool=False)
+    from timm.data import resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    net = Backbone(model, model.num_features, pool=False, normalisation=Normalisation.from_timm(config))
+    net.default_input_size = int(config["input_size"][-1])
     if weights:
         _load_into(net.body, weights, ignore_prefixes=("head.", "fc.", "classifier."))
     elif pretrained:

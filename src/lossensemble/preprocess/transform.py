@@ -14,48 +14,59 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "describe_eval", "eval_array"]
+from lossensemble.preprocess.normalisation import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, Normalisation
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "describe_eval", "eval_array", "pil_filter"]
+
 #: Image kinds: ``photo`` (natural images) and ``glyph`` (characters, drawn on white).
 KINDS = ("photo", "glyph")
 
-_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
-_STD = np.asarray(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
-def eval_array(img: Image.Image, kind: str, image_size: int) -> np.ndarray:
+def pil_filter(normalisation: Normalisation = IMAGENET) -> int:
+    """Pillow's resampling filter for ``normalisation.interpolation``."""
+    return _FILTERS[normalisation.interpolation]
+
+
+def eval_array(img: Image.Image, kind: str, image_size: int, normalisation: Normalisation = IMAGENET) -> np.ndarray:
     """``img`` as the (3, image_size, image_size) float32 array the model sees at evaluation.
 
-    ``photo``: RGB, shorter side resized to ``int(image_size * 256 / 224)`` (bilinear, as
-    torchvision's ``Resize(int)``), centre crop of ``image_size``. ``glyph``: resized to
-    ``image_size x image_size`` (bilinear), greyscale replicated to 3 channels. Then
-    ``/255`` and ImageNet normalisation, in float32 and in torchvision's order.
+    ``photo``: RGB, shorter side resized to ``int(image_size / crop_pct)`` (``image_size * 256 / 224``
+    for ImageNet; as torchvision's ``Resize(int)``), centre crop of ``image_size``. ``glyph``: resized
+    to ``image_size x image_size``, greyscale replicated to 3 channels. Then ``/255`` and the
+    ``normalisation``'s mean/std (ImageNet's by default), in float32 and in torchvision's order;
+    resizing uses its filter (bilinear by default).
     """
+    resample = pil_filter(normalisation)
     if kind == "photo":
         img = _center_crop(_resize_shorter(img if img.mode == "RGB" else img.convert("RGB"),
-                                           int(image_size * 256 / 224)), image_size)
+                                           normalisation.resize_shorter(image_size), resample), image_size)
     elif kind == "glyph":
-        img = img.resize((image_size, image_size), Image.BILINEAR).convert("L").convert("RGB")
+        img = img.resize((image_size, image_size), resample).convert("L").convert("RGB")
     else:
         raise ValueError(f"unknown image kind {kind!r} (expected 'photo' or 'glyph')")
     x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-    return np.ascontiguousarray((x - _MEAN) / _STD)
+    mean = np.asarray(normalisation.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(normalisation.std, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std)
 
 
-def describe_eval(kind: str, image_size: int) -> str:
+def describe_eval(kind: str, image_size: int, normalisation: Normalisation = IMAGENET) -> str:
     """One line naming the steps of :func:`eval_array` (for reprs and model cards)."""
-    steps = (f"RGB, Resize(shorter={int(image_size * 256 / 224)}), CenterCrop({image_size})" if kind == "photo"
-             else f"Resize({image_size}x{image_size}), Grayscale(3)")
-    return f"{kind}: {steps}, ToTensor, Normalize(ImageNet)"
+    steps = (f"RGB, Resize(shorter={normalisation.resize_shorter(image_size)}), CenterCrop({image_size})"
+             if kind == "photo" else f"Resize({image_size}x{image_size}), Grayscale(3)")
+    if normalisation.interpolation != "bilinear":
+        steps += f" ({normalisation.interpolation})"
+    return f"{kind}: {steps}, ToTensor, {normalisation.describe()}"
 
 
-def _resize_shorter(img: Image.Image, short: int) -> Image.Image:
+def _resize_shorter(img: Image.Image, short: int, resample: int = Image.BILINEAR) -> Image.Image:
     """torchvision's ``Resize(short)``: the shorter side becomes ``short``, the longer side is truncated."""
     w, h = img.size
     size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    return img if size == (w, h) else img.resize(size, Image.BILINEAR)
+    return img if size == (w, h) else img.resize(size, resample)
 
 
 def _center_crop(img: Image.Image, size: int) -> Image.Image:

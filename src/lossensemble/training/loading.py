@@ -9,13 +9,18 @@ import torch
 from torch import nn
 
 from lossensemble.config import Config, load_config
+from lossensemble.data import build_split
+from lossensemble.data.registry import split_transform
 from lossensemble.errors import UserError
 from lossensemble.models import EnsembleModel, attach_compressor, build_components
+from lossensemble.models.backbones import warn_input_size
+from lossensemble.preprocess import IMAGENET, Normalisation
 from lossensemble.runtime import resolve_device
 from lossensemble.training.checkpoint import load_checkpoint, load_modules
 from lossensemble.training.run import RunPaths
 
-__all__ = ["LoadedRun", "load_run", "COMPRESSED_CHECKPOINT", "compressed_checkpoint_path"]
+__all__ = ["LoadedRun", "load_run", "COMPRESSED_CHECKPOINT", "compressed_checkpoint_path", "model_normalisation",
+           "apply_model_normalisation"]
 
 #: File name of the post-hoc compressed checkpoint inside ``RUN/checkpoints``.
 COMPRESSED_CHECKPOINT = "compressed.safetensors"
@@ -24,6 +29,28 @@ COMPRESSED_CHECKPOINT = "compressed.safetensors"
 def compressed_checkpoint_path(run_dir: str | Path) -> Path:
     """Where ``lossensemble compress`` writes the compressed checkpoint of ``run_dir``."""
     return RunPaths(Path(run_dir)).checkpoints / COMPRESSED_CHECKPOINT
+
+
+def model_normalisation(model: nn.Module, cfg: Config) -> Normalisation:
+    """The normalisation the images of ``model`` (built from ``cfg``) are prepared with: its backbone's.
+
+    A timm backbone brings its own data config (mean/std, filter, crop); every other backbone
+    uses ImageNet's. Warns once when ``data.image_size`` is not the timm model's default input size.
+    """
+    backbone = model.backbone
+    warn_input_size(cfg.model.backbone, getattr(backbone, "default_input_size", None), cfg.data.image_size)
+    return getattr(backbone, "normalisation", IMAGENET)
+
+
+def apply_model_normalisation(model: nn.Module, cfg: Config, splits: dict) -> Normalisation:
+    """Give the datasets of ``splits`` (``{split name: dataset or None}``, built by ``build_split(cfg.data, split)``)
+    the transforms of ``model``'s normalisation; returns it. Nothing changes for ImageNet's (the default)."""
+    norm = model_normalisation(model, cfg)
+    if norm != IMAGENET:
+        for split, dataset in splits.items():
+            if dataset is not None:
+                dataset.transform = split_transform(cfg.data, split, dataset.kind, norm)
+    return norm
 
 
 @dataclass
@@ -41,6 +68,15 @@ class LoadedRun:
     @property
     def weights(self) -> torch.Tensor:
         return self.weighting.weights().detach()
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """How the model's images are normalised and resized (its backbone's; see :func:`model_normalisation`)."""
+        return model_normalisation(self.model, self.cfg)
+
+    def split(self, split: str, transform="auto"):
+        """``split`` of the run's dataset, with the transforms the trainer gave it (the model's normalisation)."""
+        return build_split(self.cfg.data, split, transform=transform, normalisation=self.normalisation)
 
     def embed_fn(self, names=None):
         """``images -> {name: embedding}`` of the loaded model (see :meth:`EnsembleModel.embed_fn`)."""

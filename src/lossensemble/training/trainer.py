@@ -35,6 +35,7 @@ from lossensemble.training import state as training_state
 from lossensemble.training.acceleration import accelerate, evaluation_format
 from lossensemble.training.exceptions import NothingToResume, RunExists, TrainingDiverged, TrainingInterrupted
 from lossensemble.training.features import frozen_feature_set
+from lossensemble.training.loading import apply_model_normalisation
 from lossensemble.training.loggers import LoggerContext, build_loggers, epoch_extras, evaluate_keeping
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.module import TrainingModule, all_reduce_mean_float
@@ -123,6 +124,8 @@ class Trainer:
             )
             self.steps_per_epoch = len(self.sampler)
             self.model, self.losses, self.weighting = build_components(cfg, self.train_set.num_classes)
+            apply_model_normalisation(self.model, cfg, {d.train_split: self.train_set, "test": self.test_set,
+                                                        "val": self.val_set})  # a timm backbone's own mean/std
             self.model.to(self.device)
             self.losses.to(self.device)
             self.weighting.to(self.device)
