@@ -116,6 +116,12 @@ def test_export_writes_the_models_normalisation_and_embeds_as_training_time_eval
                                      "crop_pct": 0.95}
     model = load_model(out)
     assert model.normalisation == norm
+    card = (out / "README.md").read_text()  # the model card and the graph's metadata say how to preprocess
+    assert "resize to 32 x 32 (bicubic)" in card  # glyphs: no crop
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert meta["interpolation"] == "bicubic" and float(meta["crop_pct"]) == 0.95
 
     loaded = load_run(run)
     assert loaded.normalisation == norm

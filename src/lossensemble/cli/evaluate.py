@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     options = d.options if name == d.name else {}
     root = args.root if args.root is not None else (d.root if name == d.name else None)
     dataset = build_dataset(name, args.split, root=root, image_size=d.image_size, val_fraction=d.val_fraction,
-                            **options)
+                            normalisation=loaded.normalisation, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EvaluationWarning)  # printed once each below, not once per embedding
         metrics = evaluate_model(loaded.embed_fn(), dataset, device=loaded.device,

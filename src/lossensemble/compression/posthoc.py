@@ -36,7 +36,6 @@ from typing import Any
 import torch
 
 from lossensemble.compression.common import fit_compressor, training_embeddings
-from lossensemble.data import build_split
 from lossensemble.errors import UserError
 from lossensemble.evaluation import evaluate_model
 from lossensemble.io import read_json, write_json
@@ -100,7 +99,7 @@ def compress_run(
 
     model.set_compressor(compressor.eval(), variant)
     meta = compressor_meta(variant, in_dim, dim, hidden, objective)
-    metrics = evaluate_model(loaded.embed_fn(), build_split(cfg.data, "test"), device=loaded.device, progress=progress,
+    metrics = evaluate_model(loaded.embed_fn(), loaded.split("test"), device=loaded.device, progress=progress,
                              **cfg.eval_options())
 
     # The compressed checkpoint: the source's model/losses/weighting + the new compressor.

@@ -45,7 +45,7 @@ from lossensemble.losses.distance_matching import OBJECTIVES, distance_matching_
 from lossensemble.models import build_components, ensemble_embedding
 from lossensemble.training.checkpoint import save_checkpoint
 from lossensemble.training.exceptions import TrainingDiverged
-from lossensemble.training.loading import LoadedRun, load_run
+from lossensemble.training.loading import LoadedRun, apply_model_normalisation, load_run
 from lossensemble.training.optim import build_optimizer
 from lossensemble.training.run import RunPaths, prepare_run_folder, write_history
 
@@ -118,6 +118,7 @@ def build_student(cfg: Config):
             raise UserError(f"data.batch_size: {d.batch_size} needs {d.batch_size // d.m_per_class} classes per "
                             f"batch but the training split has only {train_set.num_classes}")
         model, losses, weighting = build_components(cfg, train_set.num_classes)
+    apply_model_normalisation(model, cfg, {d.train_split: train_set})  # a timm backbone's own statistics
     return train_set, model, losses, weighting
 
 

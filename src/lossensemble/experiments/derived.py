@@ -102,7 +102,8 @@ def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Seq
         return reused
     student_idx = best_single(single_runs, embeddings)
     student, facts = distill_independent(single_runs[student_idx], list(single_runs), progress=progress)
-    emb = embed_test_split(student.embed_fn(names=["compressed"]), cfg, student.device, progress)
+    emb = embed_test_split(student.embed_fn(names=["compressed"]), cfg, student.device, progress,
+                           normalisation=student.normalisation)
     emb.embeddings = {name: emb.embeddings["compressed"]}
     student_summary = read_json(RunPaths(Path(single_runs[student_idx])).summary)
     summary = {
@@ -141,7 +142,8 @@ def evaluate_distilled(name: str, teacher_runs: Sequence[Path], teacher_embeddin
     student, facts = train_student(Teacher.load(teacher_runs, teacher_embeddings), paths.root, student_cfg,
                                    factor=factor)
     key = f"heads.{loss}"
-    emb = embed_test_split(student.embed_fn(names=[key]), student_cfg, student.device, progress)
+    emb = embed_test_split(student.embed_fn(names=[key]), student_cfg, student.device, progress,
+                           normalisation=student.normalisation)
     summary = {"sources": sources, "settings": settings, "embedding": key, "student_loss": loss,
                "seconds_per_step": facts["seconds_per_step"], "train_seconds": facts["train_seconds"],
                "steps": facts["steps"], "device": facts["device"], "distillation": facts}

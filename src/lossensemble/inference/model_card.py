@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lossensemble.preprocess.normalisation import Normalisation
+
 __all__ = ["render_card"]
 
 _TAGS = ["metric-learning", "image-retrieval", "image-feature-extraction", "embeddings", "lossensemble"]
@@ -49,6 +51,7 @@ def render_card(spec: dict[str, Any]) -> str:
     tags = _TAGS + ["safetensors"] + (["onnx"] if spec.get("onnx") else [])
     emb, size, kind = spec["embedding"], spec["image_size"], spec["data_kind"]
     norm = spec.get("normalisation") or {}
+    preprocessing = Normalisation.from_dict(norm)
     weights = spec.get("weights") or {}
     if isinstance(weights, list):
         weights = dict(zip(spec["head_names"], weights))
@@ -122,8 +125,9 @@ def render_card(spec: dict[str, Any]) -> str:
         "- Classes unseen in training are handled zero-shot: the embedding generalises by visual similarity, "
         "as the test metrics above measure; it is not a classifier.",
         "- Preprocess exactly as in training: "
-        + (f"resize the shorter side to {int(size * 256 / 224)} (bilinear), centre-crop {size} x {size}, RGB"
-           if kind == "photo" else f"greyscale, resize to {size} x {size} (bilinear), replicate to 3 channels")
+        + (f"resize the shorter side to {preprocessing.resize_shorter(size)} ({preprocessing.interpolation}), "
+           f"centre-crop {size} x {size}, RGB" if kind == "photo"
+           else f"greyscale, resize to {size} x {size} ({preprocessing.interpolation}), replicate to 3 channels")
         + f", scale to [0, 1], normalise with mean {norm.get('mean')} and std {norm.get('std')}.",
         "",
         "## How to use",

@@ -45,6 +45,8 @@ def onnx_metadata(spec: dict[str, Any]) -> dict[str, str]:
         "data_kind": str(spec["data_kind"]),
         "mean": json.dumps(norm.get("mean")),
         "std": json.dumps(norm.get("std")),
+        "interpolation": str(norm.get("interpolation", "bilinear")),
+        "crop_pct": str(norm.get("crop_pct", 0.875)),
         "backbone": str(spec["backbone"]),
     }
 
