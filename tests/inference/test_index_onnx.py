@@ -67,6 +67,18 @@ def test_tampered_graph_is_refused(onnx_index, tmp_path):
     ImageIndex(copy, backend="torch")  # the torch path does not read the graph
 
 
+def test_hand_edited_description_is_refused_by_the_onnx_path_too(onnx_index, tmp_path):
+    copy = tmp_path / "index"
+    shutil.copytree(onnx_index, copy)
+    cfg = copy / "model" / "config.json"
+    spec = json.loads(cfg.read_text())
+    spec["normalisation"]["mean"] = [0.5, 0.5, 0.5]  # valid, but not what the model was exported with
+    cfg.write_text(json.dumps(spec))
+    for backend in ("auto", "torch"):
+        with pytest.raises(UserError, match="preprocessing fields differ"):
+            ImageIndex(copy, backend=backend)
+
+
 def test_backend_choice_errors(tiny_model, images, tmp_path):
     plain = tmp_path / "plain"
     build_index(tiny_model, images, plain)

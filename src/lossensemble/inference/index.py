@@ -48,7 +48,8 @@ from lossensemble.inference.ann import (
     search_parameters,
 )
 from lossensemble.inference.listing import IMAGE_EXTENSIONS, list_images, read_paths, write_paths
-from lossensemble.inference.layout import CONFIG_FILE, LEGACY_CONFIG_FILE, MODEL_FILE, ONNX_FILE, read_spec, sha256
+from lossensemble.inference.layout import (CONFIG_FILE, LEGACY_CONFIG_FILE, MODEL_FILE, ONNX_FILE, check_description,
+                                          read_spec, sha256)
 from lossensemble.inference.layout import model_dir as model_dir_of
 from lossensemble.io import atomic_write_bytes, atomic_write_text, read_json
 
@@ -211,6 +212,7 @@ def _open_model(model_path: Path, info: dict, device: str, backend: str):
             tensors = (model_path / MODEL_FILE).read_bytes()
             if sha256(tensors) != spec["tensors_sha256"] or spec["tensors_sha256"] != info["model_sha256"]:
                 raise _not_this_model(model_path, sha256(tensors), info)
+            check_description(model_path, spec, tensors)  # a hand-edited config.json, as load_model refuses it
             graph = graph_path.read_bytes()
             if sha256(graph) != info["onnx_sha256"]:
                 raise UserError(f"{graph_path}: differs from the ONNX model this index was built with "

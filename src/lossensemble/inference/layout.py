@@ -40,7 +40,7 @@ from lossensemble.preprocess.normalisation import INTERPOLATIONS
 __all__ = [
     "MODEL_FORMAT", "FORMAT_VERSION", "MODEL_FILE", "CONFIG_FILE", "LEGACY_CONFIG_FILE", "CARD_FILE",
     "ONNX_FILE", "DESCRIBED", "sha256", "description_sha256", "select_heads", "model_dir", "config_path",
-    "check_spec", "read_spec",
+    "check_spec", "read_spec", "check_description",
 ]
 
 MODEL_FORMAT = "lossensemble-inference-model"
@@ -306,3 +306,16 @@ def write_folder(out: str | Path, spec: dict[str, Any], tensors: dict, onnx_byte
     atomic_write_text(folder / CONFIG_FILE, json.dumps(spec, indent=2) + "\n")
     (folder / LEGACY_CONFIG_FILE).unlink(missing_ok=True)
     return folder
+
+
+def check_description(folder: Path, spec: dict[str, Any], tensors_data: bytes) -> None:
+    """Refuse a description whose architecture or preprocessing fields differ from those the tensors were
+    exported with (``description_sha256`` in the tensors file's metadata), e.g. a config.json edited by hand."""
+    cfg = config_path(folder).name
+    described = tensors_metadata(tensors_data).get("description_sha256")
+    if described is None and spec["format_version"] >= 2:
+        raise UserError(f"{folder / MODEL_FILE}: has no description checksum, which format version "
+                        f"{spec['format_version']} of {cfg} requires (not written by 'lossensemble export'?)")
+    if described is not None and described != description_sha256(spec):
+        raise UserError(f"{folder / cfg}: architecture or preprocessing fields differ from those the tensors were "
+                        "exported with (edited by hand?); export the model again")

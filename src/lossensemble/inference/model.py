@@ -30,17 +30,16 @@ from lossensemble.inference.layout import (
     LEGACY_CONFIG_FILE,
     MODEL_FILE,
     MODEL_FORMAT,
+    check_description,
     config_path,
-    description_sha256,
     model_dir,
     read_spec,
     select_heads,
     sha256,
-    tensors_metadata,
     write_folder,
 )
 from lossensemble.models import EnsembleModel
-from lossensemble.preprocess import Normalisation
+from lossensemble.preprocess import Normalisation, to_rgb
 
 __all__ = [
     "MODEL_FORMAT",
@@ -198,7 +197,7 @@ class InferenceModel(EnsembleModel):
         pil = [(i, x) for i, x in enumerate(images) if isinstance(x, Image.Image)]
         for start in range(0, len(pil), batch_size):
             chunk = pil[start:start + batch_size]
-            emb = self.embed_tensors(torch.stack([self.transform(x.convert("RGB")) for _, x in chunk]))
+            emb = self.embed_tensors(torch.stack([self.transform(to_rgb(x)) for _, x in chunk]))
             for (i, _), row in zip(chunk, emb):
                 out[i] = row
         for i, x in enumerate(images):
@@ -258,13 +257,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Inferenc
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if sha256(data) != spec["tensors_sha256"]:
         raise UserError(f"{file}: contents differ from the checksum in {cfg} (modified after export?)")
-    described = tensors_metadata(data).get("description_sha256")
-    if described is None and spec["format_version"] >= 2:
-        raise UserError(f"{file}: has no description checksum, which format version {spec['format_version']} "
-                        f"of {cfg} requires (not written by 'lossensemble export'?)")
-    if described is not None and described != description_sha256(spec):
-        raise UserError(f"{folder / cfg}: architecture or preprocessing fields differ from those the tensors were "
-                        "exported with (edited by hand?); export the model again")
+    check_description(folder, spec, data)
     try:
         model = InferenceModel(spec)
     except UserError as exc:

@@ -37,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from lossensemble.errors import UserError
 from lossensemble.inference.index import ImageIndex
 from lossensemble.inference.model import CONFIG_FILE, LEGACY_CONFIG_FILE, InferenceModel, load_model
+from lossensemble.preprocess import to_rgb
 
 __all__ = ["create_app", "open_target", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_PIXELS"]
 
@@ -109,7 +110,7 @@ def _decode(upload: UploadFile, max_bytes: int, max_pixels: int) -> Image.Image:
             width, height = img.size
             if width * height > max_pixels:
                 raise HTTPException(400, f"image of {width}x{height} pixels exceeds the limit of {max_pixels:,}")
-            return img.convert("RGB")  # decodes the whole file: a truncated one fails here
+            return to_rgb(img)  # decodes the whole file (a truncated one fails here), as indexing reads it
     except HTTPException:
         raise
     except UnidentifiedImageError:
