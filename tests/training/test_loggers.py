@@ -148,6 +148,11 @@ def test_csv_tensorboard_mlflow_and_a_custom_logger_record_the_same_values(tmp_p
     assert rec.calls[-1] == ("close", "finished")
 
 
+def test_history_csv_is_written_even_when_the_list_leaves_csv_out(tiny):
+    entries = tiny("train.loggers=[{name: tensorboard, options: {max_points: 5}}]").train.logger_entries()
+    assert [e.name for e in entries] == ["csv", "tensorboard"]  # compare and selection read history.csv
+
+
 def test_csv_only_is_the_default_and_writes_history_csv_as_before(tmp_path, tiny):
     assert load_config().train.loggers == ["csv"]
     run = tmp_path / "run"

@@ -181,6 +181,8 @@ class TrainConfig:
             _check(isinstance(x.get("options", {}), dict), f"train.loggers.{i}.options",
                    f"expected a mapping, got {x.get('options')!r}")
             out.append(LoggerConfig(x["name"], dict(x.get("options", {}))))
+        if "csv" not in [entry.name for entry in out]:  # history.csv is always written: compare's choices on the
+            out.insert(0, LoggerConfig("csv", {}))  # validation classes and the learning curves read it
         return out
 
 

@@ -57,9 +57,11 @@ class FeatureDataset(Dataset):
 
 
 def dataset_fingerprint(dataset: Any) -> str:
-    """SHA-256 of what a split's inputs are: images (paths with size and mtime, or in-memory bytes), labels, transform."""
+    """SHA-256 of what a split's inputs are: images (paths with size and mtime, or in-memory bytes), labels,
+    transform and the reader's pixel limit."""
     h = hashlib.sha256()
-    h.update(f"{dataset.name}|{dataset.split}|{dataset.kind}|{dataset.transform!r}|{len(dataset)}".encode())
+    max_pixels = getattr(getattr(dataset, "reader", None), "max_pixels", None)  # decides which images are readable
+    h.update(f"{dataset.name}|{dataset.split}|{dataset.kind}|{dataset.transform!r}|{len(dataset)}|{max_pixels}".encode())
     h.update(np.ascontiguousarray(dataset.labels, dtype=np.int64).tobytes())
     if dataset.paths is not None:
         for path in dataset.paths:
