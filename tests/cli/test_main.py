@@ -151,3 +151,12 @@ def test_progress_is_off_without_a_terminal_or_with_no_progress(monkeypatch):
     assert show_progress(argparse.Namespace(no_progress=False)) is True
     assert progress_enabled(argparse.Namespace(no_progress=True)) is False
     assert show_progress(argparse.Namespace(no_progress=True)) is False
+
+
+def test_evaluate_a_training_split_with_the_evaluation_transform(tiny_run, capsys):
+    runs = []
+    for _ in range(2):  # augmentation would make two evaluations of the training split differ
+        capsys.readouterr()
+        assert main(["evaluate", str(tiny_run), "--split", "train", "--json", "--no-progress"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0] == runs[1]

@@ -181,3 +181,19 @@ def test_push_to_hub_uploads_the_saved_folder(model_dir, monkeypatch):
     assert url.endswith("/commit/1") and calls["repo"] == ("me/glyph-model", True, True)
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
     assert calls["model"].output_dim == 16 and calls["token"] == "t"
+
+
+def test_export_never_overwrites_a_folder_of_other_files(model_dir, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project\n")
+    (project / "config.json").write_text("{}\n")
+    model = load_model(model_dir)
+    with pytest.raises(UserError, match="a folder of other files"):
+        model.save_pretrained(project)
+    assert (project / "README.md").read_text() == "my project\n" and (project / "config.json").read_text() == "{}\n"
+    again = model.save_pretrained(tmp_path / "copy")
+    model.save_pretrained(again)  # an exported model folder is written again in place
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(load_model(again)(x), model(x))

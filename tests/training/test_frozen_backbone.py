@@ -79,3 +79,11 @@ def test_augmentation_keeps_the_backbone_running(tiny_config, tmp_path, caplog):
     assert all(not p.requires_grad for p in trainer.model.backbone.parameters())
     trainer.model.train()
     assert not trainer.model.backbone.training  # frozen means eval mode too (batch norm statistics fixed)
+
+
+def test_gradnorm_with_a_frozen_backbone_is_one_line(tiny_config):
+    from lossensemble.errors import UserError
+    from lossensemble.models import check_components
+
+    with pytest.raises(UserError, match="gradnorm.*freeze_backbone"):
+        check_components(tiny_config("model.freeze_backbone=true", "weighting.scheme=gradnorm"))

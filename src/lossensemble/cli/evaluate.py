@@ -66,7 +66,7 @@ def pick_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[str, str | No
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from lossensemble.data import build_dataset
+    from lossensemble.data import build_dataset, build_transforms
     from lossensemble.evaluation import EvaluationWarning, evaluate_model, metric_warnings, metrics_to_json
     from lossensemble.reporting import format_table
     from lossensemble.training import load_run
@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     options = d.options if name == d.name else {}
     root = args.root if args.root is not None else (d.root if name == d.name else None)
     dataset = build_dataset(name, args.split, root=root, image_size=d.image_size, val_fraction=d.val_fraction,
-                            normalisation=loaded.normalisation, **options)
+                            normalisation=loaded.normalisation, transform=None, **options)
+    # every split is scored with the evaluation transform (a training split would otherwise be augmented)
+    dataset.transform = build_transforms(dataset.kind, d.image_size, train=False, normalisation=loaded.normalisation)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EvaluationWarning)  # printed once each below, not once per embedding
         metrics = evaluate_model(loaded.embed_fn(), dataset, device=loaded.device,

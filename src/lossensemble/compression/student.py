@@ -47,7 +47,7 @@ from lossensemble.training.checkpoint import save_checkpoint
 from lossensemble.training.exceptions import TrainingDiverged
 from lossensemble.training.loading import LoadedRun, apply_model_normalisation, load_run
 from lossensemble.training.optim import build_optimizer
-from lossensemble.training.run import RunPaths, prepare_run_folder, write_history
+from lossensemble.training.run import RunPaths, check_run_folder, prepare_run_folder, write_history
 
 __all__ = ["Teacher", "student_loss", "build_student", "train_student"]
 
@@ -194,6 +194,7 @@ def train_student(
     _check(cfg, objective, label_weight, factor)
     d, t = cfg.data, cfg.train
     paths = RunPaths(Path(out_dir))
+    check_run_folder(paths)  # a folder of other files is never overwritten
     prepare_run_folder(paths, cfg)
     device = teacher.runs[0].device
     train_set, model, losses, weighting = build_student(cfg)

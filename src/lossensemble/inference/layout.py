@@ -288,6 +288,10 @@ def write_folder(out: str | Path, spec: dict[str, Any], tensors: dict, onnx_byte
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"-o {folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not ((folder / CONFIG_FILE).is_file() and (folder / MODEL_FILE).is_file()
+                                                          or (folder / LEGACY_CONFIG_FILE).is_file()):
+        raise UserError(f"-o {folder}: a folder of other files, not an exported model; its files would be "
+                        "overwritten (choose an empty or new folder)")
     spec = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION, **spec}
     spec.update(format=MODEL_FORMAT, format_version=FORMAT_VERSION)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}

@@ -28,6 +28,9 @@ def check_components(cfg: Config) -> None:
     validate_losses(cfg.losses, cfg.model.embedding_dim)
     check_augment(cfg.data.augment, DATASETS[cfg.data.name].kind if cfg.data.name in DATASETS else "photo")
     build_weighting(cfg.weighting, [loss.name for loss in cfg.losses])
+    if getattr(cfg.model, "freeze_backbone", False) and cfg.weighting.scheme == "gradnorm":
+        raise UserError("weighting.scheme=gradnorm balances the losses' gradients through the backbone's features, "
+                        "which model.freeze_backbone=true keeps fixed: choose another scheme or unfreeze the backbone")
     name = cfg.model.backbone
     if not name.startswith("timm:") and name not in BACKBONES:
         raise UserError(BACKBONES.unknown_message(name) + " (or timm:<name>)")
