@@ -141,3 +141,22 @@ def test_export_writes_the_models_normalisation_and_embeds_as_training_time_eval
     onnx = OnnxEmbedder(spec, (out / "model.onnx").read_bytes())
     assert onnx.normalisation == norm
     assert np.abs(onnx.embed_images(images) - want["ensemble"][:12]).max() < 1e-4  # ONNX vs torch kernels
+
+
+def test_a_run_keeps_the_normalisation_it_was_trained_with(timm_run, norm, monkeypatch, tmp_path):
+    """Another timm version may resolve another data config: evaluation and export use the run's own,
+    and resuming with a different one is a one-line error."""
+    import shutil
+
+    from lossensemble.errors import UserError
+    from lossensemble.preprocess import IMAGENET, Normalisation
+    from lossensemble.training import Trainer
+    from lossensemble.training.loading import load_run
+
+    _, _, run = timm_run
+    monkeypatch.setattr(Normalisation, "from_timm", classmethod(lambda cls, config: IMAGENET))
+    assert load_run(run).normalisation == norm
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    with pytest.raises(UserError, match="another timm version"):
+        Trainer(None, copy, resume=True)

@@ -102,6 +102,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     if "num_classes" not in state:
         raise UserError(f"{ckpt}: checkpoint lacks num_classes (written by an older version?)")
     model, losses, weighting = build_components(cfg, state["num_classes"])
+    if isinstance(state.get("normalisation"), dict):  # what the run was trained with, not what timm says today
+        model.backbone.normalisation = Normalisation.from_dict(state["normalisation"])
     if state.get("compressor"):
         attach_compressor(model, state["compressor"])
     load_modules({"model.": model, "losses.": losses, "weighting.": weighting}, tensors, str(ckpt))

@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 
 from lossensemble import __version__, distributed
+from lossensemble.errors import UserError
+from lossensemble.preprocess import Normalisation
+from lossensemble.training.loading import model_normalisation
 from lossensemble.training.checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
@@ -60,6 +63,8 @@ def save_state(trainer, path: Path, rng_state: torch.Tensor | None = None) -> No
         "optimizer": opt_meta,
         "scheduler": trainer.scheduler.state_dict(),
         "head_names": trainer.model.head_names,
+        # how the images were prepared (a timm backbone's own statistics): evaluation and export reuse it
+        "normalisation": model_normalisation(trainer.model, trainer.cfg).to_dict(),
         "num_classes": trainer.train_set.num_classes,
         "compressor": trainer.compression.meta() if trainer.compression is not None else None,
         "weights": trainer.weighting.weights().tolist(),
@@ -71,6 +76,11 @@ def load_state(trainer, path: Path) -> None:
 
     check_resumable(path, trainer.cfg.train.epochs)  # a foreign or hand-edited checkpoint: one line, nothing written
     tensors, state = load_checkpoint(path)
+    saved = state.get("normalisation")
+    if saved is not None and Normalisation.from_dict(saved) != model_normalisation(trainer.model, trainer.cfg):
+        raise UserError(f"{path}: the run was trained with images normalised as {saved}, but its backbone now asks "
+                        f"for {model_normalisation(trainer.model, trainer.cfg).to_dict()} (another timm version?); "
+                        "resume it with the version that started it")
     _load_modules(trainer, tensors)
     trainer.optimizer.load_state_dict(unflatten_optimizer_state(tensors, state["optimizer"]))
     trainer.scheduler.load_state_dict(state["scheduler"])
