@@ -80,6 +80,8 @@ def _resume_trainer(args, trainer_cls, progress, ctx, last):
     """
     try:
         return trainer_cls(None, args.resume, resume=True, progress=progress, dist=ctx)
+    except UserError:  # already one line that says what is wrong
+        raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         if getattr(args, "debug", False):
             raise
