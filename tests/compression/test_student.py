@@ -49,7 +49,7 @@ def test_objective_is_distance_matching_of_normalised_student_vs_teacher():
     g = torch.Generator().manual_seed(0)
     heads, teacher = torch.randn(6, 4, generator=g) * 3, torch.randn(6, 8, generator=g)
     ds, dt = hand_sq_distances(F.normalize(heads, dim=1)), hand_sq_distances(teacher)
-    frob = torch.sqrt(((ds / ds.sum() - dt / dt.sum()) ** 2).sum()) / 36
+    frob = torch.sqrt(((ds / ds.sum() - dt / dt.sum()) ** 2).sum())  # the paper's norm, without its 1/n^2
     assert float(student_loss(heads, teacher, "frobenius")) == pytest.approx(float(frob), rel=1e-4)
     off = ~torch.eye(6, dtype=torch.bool)
     s, t = ds[off].view(6, 5), dt[off].view(6, 5)
@@ -59,7 +59,7 @@ def test_objective_is_distance_matching_of_normalised_student_vs_teacher():
     # the student's scale does not matter (it is L2-normalised), the teacher's batch geometry does
     assert float(student_loss(heads * 5, teacher, "softmax")) == pytest.approx(float(kl), rel=1e-4)
     same = F.normalize(teacher[:, :4], dim=1)
-    assert float(student_loss(same, same, "frobenius")) < 1e-5
+    assert float(student_loss(same, same, "frobenius")) < 1e-4
 
 
 def test_teacher_is_the_independent_embedding_of_its_runs(teacher_runs, tiny_config):

@@ -89,8 +89,16 @@ class Teacher:
 
 
 def student_loss(student_heads: torch.Tensor, teacher: torch.Tensor, objective: str) -> torch.Tensor:
-    """The distillation term: the student's L2-normalised embedding's in-batch distances against the teacher's."""
-    return distance_matching_loss(F.normalize(student_heads.float(), dim=1), teacher.detach(), objective)
+    """The distillation term: the student's L2-normalised embedding's in-batch distances against the teacher's.
+
+    The paper's ``frobenius`` objective divides the norm by ``n^2`` (about 1e-6 on a batch of 64),
+    which leaves the gradients of a whole network near Adam's epsilon: trained end to end, the
+    student barely moved (R@1 8% on glyphs-compare after 480 steps). Here that term is multiplied
+    back by ``n^2``: the Frobenius norm of the difference of the two normalised distance matrices.
+    """
+    student = F.normalize(student_heads.float(), dim=1)
+    loss = distance_matching_loss(student, teacher.detach(), objective)
+    return loss * student.shape[0] ** 2 if objective == "frobenius" else loss
 
 
 def _check(cfg: Config, objective: str, label_weight: float, factor: float) -> None:
