@@ -75,6 +75,9 @@ class ModelConfig:
     # data.augment=none its features are computed once per image and cached (feature_cache).
     freeze_backbone: bool = False
     feature_cache: bool = True
+    # Partial sharing: the backbone's last `branch_at` stages copied once per head (0 = one shared
+    # backbone; small_cnn has 3 stages after its stem, the torchvision ResNets 4).
+    branch_at: int = 0
 
 
 @dataclass
@@ -243,6 +246,7 @@ class Config:
         _check(0.0 <= d.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
         _check(1 <= self.model.embedding_dim <= MAX_EMBEDDING_DIM, "model.embedding_dim",
                f"must be in [1, {MAX_EMBEDDING_DIM}]")
+        _check(self.model.branch_at >= 0, "model.branch_at", "must be >= 0 (0 = one shared backbone)")
         _check(len(self.losses) >= 1, "losses", "must name at least one loss")
         names = [loss.name for loss in self.losses]
         _check(len(set(names)) == len(names), "losses", f"each loss may appear once, got {names}")

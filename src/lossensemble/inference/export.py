@@ -48,6 +48,16 @@ __all__ = ["EXPORT_FORMATS", "export_model", "export_run"]
 EXPORT_FORMATS = ("safetensors", "onnx")
 
 
+def _exported_branches(model, heads: Sequence[str]) -> dict[str, str]:
+    """``{head: backbone branch}`` for the exported ``heads`` of a branched model (every branch when the
+    embedding reads the backbone features, as the direct compressor does); empty for a shared backbone."""
+    if not model.branch_of:
+        return {}
+    if not heads:  # the direct compressor reads the whole feature vector: all branches
+        return {b: b for b in model.backbone.branch_names}
+    return {h: model.branch_of[h] for h in heads}
+
+
 def export_model(
     model,
     weights: torch.Tensor | Sequence[float],
@@ -89,7 +99,9 @@ def export_model(
     heads = select_heads(embedding, head_names, compressor_meta)
     w = torch.as_tensor(weights, dtype=torch.float32).detach().cpu()
     state = model.state_dict()
-    tensors = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    branches = _exported_branches(model, heads)
+    dropped = tuple(f"backbone.branches.{b}." for b in getattr(model.backbone, "branch_names", ()) if b not in branches)
+    tensors = {k: v for k, v in state.items() if k.startswith("backbone.") and not k.startswith(dropped)}
     for name in heads:
         tensors.update({k: v for k, v in state.items() if k.startswith(f"heads.{name}.")})
     if embedding == "compressed":
@@ -105,7 +117,10 @@ def export_model(
         "output_dim": output_dim,
         "distance": "cosine",
         "backbone": backbone_name,
-        "feature_dim": int(model.backbone.feature_dim),
+        "feature_dim": int(model.backbone.branch_dim * len(set(branches.values())) if branches
+                           else model.backbone.feature_dim),
+        # model.branch_at > 0: the backbone branch each exported head reads (only those branches are exported)
+        **({"branch_at": int(model.backbone.branch_at), "branches": branches} if branches else {}),
         "head_names": head_names,
         "heads": heads,
         "embedding_dim": d,

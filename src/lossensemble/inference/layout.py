@@ -56,6 +56,8 @@ COMPRESSOR_VARIANTS = {"mlp": "ensemble", "direct": "features"}  # = lossensembl
 #: The description fields ``description_sha256`` covers (what the tensors compute and how inputs are prepared).
 DESCRIBED = ("format", "embedding", "output_dim", "distance", "backbone", "feature_dim", "head_names", "heads",
              "embedding_dim", "weights", "compressor", "image_size", "data_kind", "normalisation")
+#: Described fields of some models only (``model.branch_at``): covered when present, so older folders keep their sums.
+DESCRIBED_IF_PRESENT = ("branch_at", "branches")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -68,6 +70,7 @@ def sha256(data: bytes) -> str:
 def description_sha256(spec: dict[str, Any]) -> str:
     """Checksum of the :data:`DESCRIBED` fields of a description (canonical JSON)."""
     fields = {k: spec.get(k) for k in DESCRIBED}
+    fields.update({k: spec[k] for k in DESCRIBED_IF_PRESENT if k in spec})
     return sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8"))
 
 
@@ -179,6 +182,22 @@ def _compressor(spec: dict, where: Path) -> None:
                    meta["in_dim"])
 
 
+def _branches(spec: dict, where: Path) -> None:
+    """``branch_at`` and ``branches`` ({head: branch}) of a model trained with model.branch_at, when present."""
+    if "branches" not in spec and "branch_at" not in spec:
+        return
+    if "branch_at" not in spec or "branches" not in spec:
+        raise UserError(f"{where}: fields 'branch_at' and 'branches' come together; one is missing")
+    _int(spec, "branch_at", where, lo=1, hi=64)
+    branches = spec.get("branches")
+    if not isinstance(branches, dict) or not branches or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in branches.items()):
+        raise _bad(where, "branches", "an object {head: branch name}", branches)
+    missing = [h for h in spec["heads"] if h not in branches]
+    if missing:
+        raise _bad(where, "branches", f"a branch for every exported head (none for {missing[0]})", branches)
+
+
 def _normalisation(spec: dict, where: Path) -> None:
     norm = spec.get("normalisation")
     if norm is None:
@@ -224,6 +243,7 @@ def check_spec(spec: Any, where: Path) -> dict[str, Any]:
     if spec.get("distance", "cosine") != "cosine":
         raise _bad(where, "distance", "'cosine'", spec["distance"])
     _weights(spec, where, head_names)
+    _branches(spec, where)
     _compressor(spec, where)
     _normalisation(spec, where)
     if not isinstance(spec["tensors_sha256"], str) or not _HEX64.fullmatch(spec["tensors_sha256"]):

@@ -79,11 +79,20 @@ class InferenceModel(EnsembleModel):
     def __init__(self, spec: dict[str, Any]) -> None:
         from lossensemble.models import build_backbone, compressor_from_meta
 
-        backbone = build_backbone(spec["backbone"], pretrained=False, weights=None)
+        branches = spec.get("branches") or {}
+        if branches:  # a model trained with model.branch_at: the exported heads' branches only
+            from lossensemble.models.branching import build_branched
+
+            owners = list(dict.fromkeys(branches.values()))
+            backbone = build_branched(spec["backbone"], int(spec["branch_at"]), owners,
+                                      lambda: build_backbone(spec["backbone"], pretrained=False, weights=None))
+        else:
+            backbone = build_backbone(spec["backbone"], pretrained=False, weights=None)
         if backbone.feature_dim != spec["feature_dim"]:
             raise UserError(f"field 'feature_dim' is {spec['feature_dim']} but backbone {spec['backbone']} "
                             f"gives {backbone.feature_dim}")
-        super().__init__(backbone, list(spec["heads"]), int(spec["embedding_dim"]))
+        super().__init__(backbone, list(spec["heads"]), int(spec["embedding_dim"]),
+                         branch_of=branches)
         self.spec = spec
         self.embedding: str = spec["embedding"]
         if self.embedding == "compressed":

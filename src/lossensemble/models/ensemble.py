@@ -21,7 +21,7 @@ from torch import nn
 
 from lossensemble.models.backbones import Backbone, build_backbone, freeze_batchnorm
 
-__all__ = ["EnsembleModel", "build_heads", "ensemble_embedding", "independent_embedding", "build_model"]
+__all__ = ["EnsembleModel", "build_heads", "branch_owners", "ensemble_embedding", "independent_embedding", "build_model"]
 
 
 def ensemble_embedding(heads: Sequence[torch.Tensor], weights: torch.Tensor | Sequence[float]) -> torch.Tensor:
@@ -89,6 +89,8 @@ class EnsembleModel(nn.Module):
     """Shared backbone + one embedding head per loss (``heads[name]``: Linear(F, d)).
 
     ``shared`` (``{loss: other loss}``) lets a loss use another loss's head (see :func:`build_heads`).
+    With a branched backbone (``model.branch_at``) each head reads the features of the branch
+    named like it, or like the head it shares; ``branch_of`` (``{head: branch}``) says otherwise.
 
     ``forward`` returns the raw head outputs in head order; the trainer normalises
     those whose loss expects unit vectors. ``embed`` gives retrieval embeddings.
@@ -104,12 +106,22 @@ class EnsembleModel(nn.Module):
         freeze_bn: bool = False,
         shared: Mapping[str, str] | None = None,
         freeze_backbone: bool = False,
+        branch_of: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head_names = list(head_names)
         self.embedding_dim = embedding_dim
-        self.heads = build_heads(backbone.feature_dim, self.head_names, embedding_dim, shared)
+        branches = getattr(backbone, "branch_names", None)
+        head_in = backbone.branch_dim if branches else backbone.feature_dim
+        self.heads = build_heads(head_in, self.head_names, embedding_dim, shared)
+        # With a branched backbone (model.branch_at) each head reads its own branch's part of the features.
+        self.branch_of: dict[str, str] = {}  # {head: its backbone branch}; empty for a shared backbone
+        self._feature_slices = None
+        if branches:
+            owners = dict(branch_of if branch_of is not None else shared or {})
+            self.branch_of = {n: owners.get(n, n) for n in self.head_names}
+            self._feature_slices = {n: backbone.feature_slice(b) for n, b in self.branch_of.items()}
         self.freeze_bn = freeze_bn
         self.compressor: nn.Module | None = None
         self.compressor_input = "ensemble"  # or "features" for the direct variant
@@ -132,6 +144,8 @@ class EnsembleModel(nn.Module):
         return self.backbone(x)
 
     def forward_heads(self, features: torch.Tensor) -> list[torch.Tensor]:
+        if self._feature_slices is not None:
+            return [self.heads[n](features[:, self._feature_slices[n]]) for n in self.head_names]
         return [self.heads[n](features) for n in self.head_names]
 
     def forward(
@@ -203,8 +217,25 @@ class EnsembleModel(nn.Module):
         return fn
 
 
+def branch_owners(head_names: Sequence[str], shared: Mapping[str, str] | None = None) -> list[str]:
+    """The heads that own parameters (and, with ``model.branch_at``, a backbone branch), in order."""
+    shared = dict(shared or {})
+    return [n for n in head_names if shared.get(n, n) == n]
+
+
 def build_model(model_cfg, head_names: Sequence[str], shared: Mapping[str, str] | None = None) -> EnsembleModel:
-    """Build an :class:`EnsembleModel` from a :class:`~lossensemble.config.ModelConfig` (``shared``: see build_heads)."""
-    backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.weights)
+    """Build an :class:`EnsembleModel` from a :class:`~lossensemble.config.ModelConfig` (``shared``: see build_heads).
+
+    ``model_cfg.branch_at > 0`` gives a :class:`~lossensemble.models.branching.BranchedBackbone`
+    with one branch per head that owns parameters.
+    """
+    branch_at = int(getattr(model_cfg, "branch_at", 0) or 0)
+    if branch_at:
+        from lossensemble.models.branching import build_branched
+
+        backbone = build_branched(model_cfg.backbone, branch_at, branch_owners(head_names, shared),
+                                  lambda: build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.weights))
+    else:
+        backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.weights)
     return EnsembleModel(backbone, head_names, model_cfg.embedding_dim, freeze_bn=model_cfg.freeze_bn, shared=shared,
                          freeze_backbone=getattr(model_cfg, "freeze_backbone", False))

@@ -17,6 +17,7 @@ from lossensemble.errors import UserError
 from lossensemble.losses import build_loss_entries, build_weighting, shared_heads, validate_losses
 from lossensemble.losses.distance_matching import OBJECTIVES
 from lossensemble.models.backbones import BACKBONES
+from lossensemble.models.branching import check_branch_at
 from lossensemble.models.compressor import VARIANTS, compressor_from_meta
 from lossensemble.models.ensemble import EnsembleModel, build_model
 
@@ -34,6 +35,7 @@ def check_components(cfg: Config) -> None:
     name = cfg.model.backbone
     if not name.startswith("timm:") and name not in BACKBONES:
         raise UserError(BACKBONES.unknown_message(name) + " (or timm:<name>)")
+    check_branch_at(name, cfg.model.branch_at)
     if cfg.compression.variant not in VARIANTS:
         raise UserError(f"compression.variant: must be one of {', '.join(VARIANTS)}, got {cfg.compression.variant!r}")
     if cfg.compression.objective not in OBJECTIVES:

@@ -1,0 +1,104 @@
+"""Partial sharing (``model.branch_at``): one backbone trunk, then one branch per embedding head.
+
+Between the paper's shared backbone (every head reads the same features) and independent
+models (nothing shared) lies a family of networks: the first stages shared, the last
+``branch_at`` stages copied once per head. ``branch_at=0`` is the shared backbone;
+the largest value leaves only the stem shared, which is nearly an independent
+ensemble at nearly its cost. A branch's head alone (stem + trunk + its branch) is
+exactly one backbone at query time.
+
+Written here because torchvision and timm build single networks only. The stages are
+cut along the networks' own structure (:data:`STAGE_COUNTS` lists the supported
+backbones): ``small_cnn`` is a stem (its first conv block) and 3 stages, the torchvision
+ResNets a stem and ``layer1``-``layer4``. Each branch's stages come from a separately
+built backbone, so from random initialisation every branch starts from its own draw,
+and from ``model.weights`` every branch starts from the same pretrained weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from lossensemble.errors import UserError
+from lossensemble.models.backbones import Backbone
+
+__all__ = ["STAGE_COUNTS", "BranchedBackbone", "check_branch_at", "split_stages", "build_branched"]
+
+#: Backbones that can branch, and how many stages follow their stem (``model.branch_at`` <= this).
+STAGE_COUNTS: dict[str, int] = {"small_cnn": 3, "resnet18": 4, "resnet34": 4, "resnet50": 4}
+
+
+def check_branch_at(backbone: str, branch_at: int) -> None:
+    """Raise :class:`UserError` unless ``branch_at`` is a valid branch point of ``backbone``."""
+    if isinstance(branch_at, bool) or not isinstance(branch_at, int) or branch_at < 0:
+        raise UserError(f"model.branch_at: must be a whole number >= 0 (0 = one shared backbone), got {branch_at!r}")
+    if branch_at == 0:
+        return
+    if backbone not in STAGE_COUNTS:
+        raise UserError(f"model.branch_at: partial sharing is available for {', '.join(STAGE_COUNTS)}, "
+                        f"not {backbone!r} (set model.branch_at=0)")
+    if branch_at > STAGE_COUNTS[backbone]:
+        raise UserError(f"model.branch_at: {backbone} has {STAGE_COUNTS[backbone]} stages after its stem, so "
+                        f"branch_at is 0..{STAGE_COUNTS[backbone]}, got {branch_at}")
+
+
+def split_stages(name: str, backbone: Backbone) -> tuple[nn.Module, list[nn.Module], nn.Module]:
+    """``(stem, stages, tail)`` of a built backbone: ``tail(stages[-1](...stem(x)))`` is its forward
+    (``tail``: a new global average pooling and flatten)."""
+    body = backbone.body
+    tail = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    if name == "small_cnn":  # conv, pool, conv, pool, conv, pool, conv
+        return nn.Sequential(*body[0:2]), [nn.Sequential(*body[2:4]), nn.Sequential(*body[4:6]),
+                                           nn.Sequential(*body[6:7])], tail
+    if name in STAGE_COUNTS:  # torchvision ResNet
+        stem = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool)
+        return stem, [body.layer1, body.layer2, body.layer3, body.layer4], tail
+    raise UserError(f"model.branch_at: cannot split {name!r} into stages")
+
+
+class BranchedBackbone(Backbone):
+    """A shared trunk (``body``) and one branch per name (``branches[name]``: the last stages, pooled).
+
+    Its features are the branches' features side by side, ``(B, len(branches) * branch_dim)``;
+    :meth:`feature_slice` says where each branch's part is, so each head reads its own.
+    """
+
+    def __init__(self, trunk: nn.Module, branches: dict[str, nn.Module], branch_dim: int, branch_at: int,
+                 normalisation) -> None:
+        super().__init__(trunk, branch_dim * len(branches), pool=False, normalisation=normalisation)
+        self.branches = nn.ModuleDict(branches)
+        self.branch_names = list(branches)
+        self.branch_dim = int(branch_dim)
+        self.branch_at = int(branch_at)
+
+    def feature_slice(self, name: str) -> slice:
+        """The columns of the features that branch ``name`` fills."""
+        i = self.branch_names.index(name)
+        return slice(i * self.branch_dim, (i + 1) * self.branch_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shared = self.body(x)
+        return torch.cat([branch(shared) for branch in self.branches.values()], dim=1)
+
+
+def build_branched(name: str, branch_at: int, branch_names: Sequence[str],
+                   build: Callable[[], Backbone]) -> BranchedBackbone:
+    """A :class:`BranchedBackbone` of backbone ``name`` split ``branch_at`` stages from the end.
+
+    ``build()`` makes one backbone (with its weights, if any); it is called once per branch.
+    """
+    check_branch_at(name, branch_at)
+    if not branch_names:
+        raise ValueError("build_branched needs at least one branch name")
+    first = build()
+    stem, stages, _ = split_stages(name, first)
+    cut = len(stages) - branch_at
+    trunk = nn.Sequential(stem, *stages[:cut])
+    branches: dict[str, nn.Module] = {}
+    for i, branch in enumerate(branch_names):
+        own_stages, own_tail = (stages, _) if i == 0 else split_stages(name, build())[1:]
+        branches[branch] = nn.Sequential(*own_stages[cut:], own_tail)
+    return BranchedBackbone(trunk, branches, first.feature_dim, branch_at, first.normalisation)

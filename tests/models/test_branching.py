@@ -1,0 +1,140 @@
+"""``model.branch_at``: a shared trunk, one backbone branch per head; export keeps only the branches it needs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lossensemble.config import ConfigError
+from lossensemble.config.schema import ModelConfig
+from lossensemble.errors import UserError
+from lossensemble.inference import export_run, load_model
+from lossensemble.models import build_backbone
+from lossensemble.models.branching import STAGE_COUNTS, check_branch_at
+from lossensemble.models.ensemble import build_model
+from lossensemble.models.factory import check_components
+from lossensemble.training import Trainer
+from lossensemble.training.loading import load_run
+
+HEADS = ["a", "b", "c"]
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("backbone,branch_at", [("small_cnn", 1), ("small_cnn", 2), ("small_cnn", 3),
+                                                ("resnet18", 1), ("resnet18", 4)])
+def test_trunk_is_one_set_of_parameters_and_each_branch_its_own(backbone, branch_at):
+    torch.manual_seed(0)
+    plain = build_backbone(backbone)
+    model = build_model(ModelConfig(backbone=backbone, branch_at=branch_at, embedding_dim=8), HEADS)
+    bb = model.backbone
+    assert bb.branch_names == HEADS and bb.feature_dim == len(HEADS) * plain.feature_dim
+    # parameters: the trunk once, the branched stages once per head; the trunk + one branch is one whole backbone
+    branch = _params(bb.branches["a"])
+    assert _params(bb.body) + branch == _params(plain)
+    assert _params(bb) == _params(bb.body) + len(HEADS) * branch
+    storage = {p.data_ptr() for b in bb.branches.values() for p in b.parameters()}
+    assert len(storage) == len(HEADS) * len(list(bb.branches["a"].parameters()))
+    # a loss on head "a" trains the trunk and branch "a", never branch "b"
+    model.train()
+    size = 32 if backbone == "small_cnn" else 64
+    out = model(torch.randn(4, 3, size, size))
+    out[0].pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in bb.body.parameters() if p.dim() > 1)
+    assert all(p.grad is not None for p in bb.branches["a"].parameters())
+    assert all(p.grad is None or not p.grad.any() for p in bb.branches["b"].parameters())
+    assert all(p.grad is None for p in model.heads["b"].parameters())
+
+
+def test_each_head_reads_its_own_branch():
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(backbone="small_cnn", branch_at=2, embedding_dim=8), HEADS).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        heads = model(x)
+        for name, out in zip(HEADS, heads):
+            own = model.backbone.branches[name](model.backbone.body(x))
+            assert torch.allclose(out, model.heads[name](own), atol=1e-6)
+    assert not torch.allclose(heads[0], heads[1])
+
+
+def test_branches_start_from_their_own_draw_or_the_same_weights(tmp_path):
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(backbone="small_cnn", branch_at=3), ["a", "b"])
+    first, second = (model.backbone.branches[n].state_dict() for n in ("a", "b"))
+    assert not any(torch.equal(first[k], second[k]) for k in first if k.endswith("weight") and first[k].dim() > 1)
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in build_backbone("small_cnn").state_dict().items()}, str(weights))
+    model = build_model(ModelConfig(backbone="small_cnn", branch_at=3, weights=str(weights)), ["a", "b"])
+    first, second = (model.backbone.branches[n].state_dict() for n in ("a", "b"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_shared_heads_share_a_branch():
+    model = build_model(ModelConfig(backbone="small_cnn", branch_at=1), ["a", "b", "c"], shared={"c": "a"})
+    assert model.backbone.branch_names == ["a", "b"]
+    assert model.branch_of == {"a": "a", "b": "b", "c": "a"}
+
+
+@pytest.mark.parametrize("backbone,branch_at,match", [
+    ("small_cnn", 4, "0..3"), ("resnet50", 5, "0..4"), ("efficientnet_b0", 1, "available for"),
+    ("timm:resnet18", 2, "available for"), ("small_cnn", -1, ">= 0"), ("small_cnn", True, "whole number")])
+def test_bad_branch_points_are_one_line_errors(backbone, branch_at, match):
+    with pytest.raises(UserError, match=match):
+        check_branch_at(backbone, branch_at)
+
+
+def test_config_checks_branch_at(tiny_config):
+    check_components(tiny_config("model.branch_at=3"))
+    with pytest.raises(UserError, match="0..3"):
+        check_components(tiny_config("model.branch_at=7"))
+    with pytest.raises(ConfigError, match="model.branch_at"):
+        tiny_config("model.branch_at=-2")
+    assert set(STAGE_COUNTS) >= {"small_cnn", "resnet18", "resnet34", "resnet50"}
+
+
+@pytest.fixture(scope="module")
+def branched_run(tiny_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("branched") / "run"
+    trainer = Trainer(tiny_config("model.branch_at=2"), out)
+    trainer.fit()
+    return out, trainer
+
+
+def test_export_of_one_head_is_one_backbone(branched_run, tmp_path):
+    run, trainer = branched_run
+    folder = export_run(run, tmp_path / "triplet", embedding="heads.triplet")
+    spec = json.loads((folder / "config.json").read_text())
+    assert spec["branch_at"] == 2 and spec["branches"] == {"triplet": "triplet"}
+    assert spec["feature_dim"] == 256
+    model = load_model(folder)
+    assert _params(model.backbone) == _params(build_backbone("small_cnn"))
+    images = torch.randn(5, 3, 32, 32)
+    trainer.model.eval()
+    with torch.no_grad():
+        want = trainer.model.embed(images, [1.0, 1.0], names=["heads.triplet"])["heads.triplet"]
+        assert torch.allclose(model(images), want, atol=1e-5)
+
+
+def test_export_of_the_ensemble_keeps_every_branch(branched_run, tmp_path):
+    run, trainer = branched_run
+    folder = export_run(run, tmp_path / "ens", embedding="ensemble")
+    spec = json.loads((folder / "config.json").read_text())
+    assert spec["branches"] == {"triplet": "triplet", "proxy_nca": "proxy_nca"}
+    model = load_model(folder)
+    images = torch.randn(4, 3, 32, 32)
+    loaded = load_run(run, device="cpu")
+    with torch.no_grad():
+        want = loaded.model.eval().embed(images, loaded.weights, names=["ensemble"])["ensemble"]
+        assert torch.allclose(model(images), want, atol=1e-5)
+    # the description is checked: a branch map that misses an exported head is a one-line error
+    spec["branches"] = {"triplet": "triplet"}
+    (folder / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError):
+        load_model(folder)
