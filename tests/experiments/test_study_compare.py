@@ -18,12 +18,14 @@ EXTRA = ("data.val_fraction=0.25", "train.steps_per_epoch=2", "train.epochs=2", 
 DIM = 16
 EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long", "independent",
             "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca", "distilled-independent",
-            "distilled-shared", "equal-best-head",
-            "learned-best-head", "learned-long-best-head"]
+            "distilled-shared", "learned-branch1", "learned-branch2", "learned-branch3", "equal-best-head",
+            "learned-best-head", "learned-long-best-head", "learned-branch1-best-head", "learned-branch2-best-head",
+            "learned-branch3-best-head"]
 COSTS = {"single-triplet": 1, "single-proxy_nca": 1, "equal": 1, "learned": 1, "single-long": 2, "learned-long": 2,
          "independent": 2, "independent-compressed": 2, "equal-head-triplet": 1, "equal-head-proxy_nca": 1,
          "distilled-independent": 2 + 1 * (1 + 2), "distilled-shared": 1 + 1 * (1 + 1),
          "equal-best-head": 1, "learned-best-head": 1, "learned-long-best-head": 2}
+BRANCH_COSTS = {1: 1.3137, 2: 1.6275, 3: 1.9412}  # two losses: the last k of small_cnn's 4 convs run twice (32 px)
 
 
 def argv(tiny_config, out, *extra):
@@ -54,7 +56,14 @@ def test_rows_costs_and_terminal_table(study):
     out, printed = study
     rows = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in rows] == EXPECTED
-    assert {r["method"]: r["train_cost"] for r in rows} == COSTS
+    costs = {r["method"]: r["train_cost"] for r in rows}
+    for k, cost in BRANCH_COSTS.items():
+        assert costs.pop(f"learned-branch{k}") == pytest.approx(cost, abs=1e-4)
+        assert costs.pop(f"learned-branch{k}-best-head") == pytest.approx(cost, abs=1e-4)
+    assert costs == COSTS
+    queries = {r["method"]: r["query_cost"] for r in rows}
+    assert queries["learned-branch3"] == pytest.approx(BRANCH_COSTS[3], abs=1e-4)
+    assert queries["learned-branch3-best-head"] == 1 and queries["independent"] == 2 and queries["learned"] == 1
     md = (out / "results.md").read_text()
     assert "| train cost |" in md
     assert re.search(r"\| learned-long \|.*\| 2x \|", md)

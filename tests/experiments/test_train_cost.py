@@ -6,7 +6,7 @@ import pytest
 
 from lossensemble.errors import UserError
 from lossensemble.experiments.catalogue import comparison_methods, concrete_single_long
-from lossensemble.experiments.cost import train_costs, train_images
+from lossensemble.experiments.cost import query_costs, train_costs, train_images
 from lossensemble.experiments.methods import DEFAULT_METHODS, METHOD_PRESETS, expand_methods
 from lossensemble.experiments.runs import long_config
 
@@ -66,13 +66,15 @@ def test_long_config_keeps_the_schedule_shape(cfg):
 def test_study_preset_and_opt_in_families(cfg):
     assert expand_methods(["study"]) == list(METHOD_PRESETS["study"])
     assert expand_methods(["single", "study", "learned"]) == list(METHOD_PRESETS["study"])
-    for opt_in in ("single-long", "learned-long", "best-head", "gradnorm", "distilled-independent", "distilled-shared"):
+    for opt_in in ("single-long", "learned-long", "best-head", "gradnorm", "distilled-independent", "distilled-shared",
+                   "branched"):
         assert opt_in not in DEFAULT_METHODS
     names = [m.name for m in comparison_methods(cfg, ["study"])]
     assert names == ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long",
                      "independent", "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca",
-                     "distilled-independent", "distilled-shared", "equal-best-head", "learned-best-head",
-                     "learned-long-best-head"]
+                     "distilled-independent", "distilled-shared", "learned-branch1", "learned-branch2",
+                     "learned-branch3", "equal-best-head", "learned-best-head", "learned-long-best-head",
+                     "learned-branch1-best-head", "learned-branch2-best-head", "learned-branch3-best-head"]
     by = {m.name: m for m in comparison_methods(cfg, ["study"], long_factor=2)}
     assert by["learned-long"].cfg.train.steps_per_epoch == 6
     assert by["learned-long"].cfg.weighting.scheme == "learned"
@@ -90,3 +92,32 @@ def test_choosing_on_validation_needs_validation_classes(tiny_config, family):
 def test_unknown_family_names_the_presets(cfg):
     with pytest.raises(UserError, match="preset: study"):
         comparison_methods(cfg, ["bogus"])
+
+
+def _small_cnn_conv_flops(size: int) -> list[int]:
+    """Forward FLOPs (2 x multiply-adds) of small_cnn's four 3x3 convolutions at ``size`` px, by hand."""
+    channels = [(3, 32), (32, 64), (64, 128), (128, 256)]
+    return [2 * cin * cout * 9 * (size // 2 ** i) ** 2 for i, (cin, cout) in enumerate(channels)]
+
+
+def test_branched_rows_cost_their_backbone_compute(cfg):
+    methods = comparison_methods(cfg, ["branched", "independent", "best-head", "compressed"])
+    flops = _small_cnn_conv_flops(cfg.data.image_size)
+    whole = sum(flops)
+    costs, queries = train_costs(methods, cfg), query_costs(methods, cfg)
+    for k in (1, 2, 3):  # two losses: the last k convolutions run twice
+        branch = sum(flops[-k:])
+        expected = (whole + branch) / whole
+        assert costs[f"learned-branch{k}"] == pytest.approx(expected)
+        assert queries[f"learned-branch{k}"] == pytest.approx(expected)
+        # a branched model's head alone is one backbone at query time; it cost what its run cost
+        assert queries[f"learned-branch{k}-best-head"] == 1.0
+        assert costs[f"learned-branch{k}-best-head"] == pytest.approx(expected)
+        assert [m.cfg.model.branch_at for m in methods if m.name == f"learned-branch{k}"] == [k]
+    assert queries["independent"] == 2.0 and queries["independent-compressed"] == 1.0
+    assert queries["learned"] == 1.0 and queries["learned-compressed"] == 1.0 and queries["single-triplet"] == 1.0
+
+
+def test_branched_needs_a_backbone_with_stages(tiny_config):
+    with pytest.raises(UserError, match="branched: partial sharing is available for small_cnn"):
+        comparison_methods(tiny_config("model.backbone=mobilenet_v3_small"), ["branched"])

@@ -143,6 +143,8 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.append(Method("independent-compressed", "independent-compressed", "independent-compressed",
                               "compressed", "the independent ensemble distilled into one linear head on the best "
                               "single model's backbone (1x inference cost)"))
+        elif family == "branched":
+            out.extend(_branched_methods(cfg))
         elif family in ("distilled-independent", "distilled-shared"):
             out.append(_distilled(family, cfg, student_factor))
         elif family == "heads":
@@ -152,6 +154,21 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     if "best-head" in wanted:
         out = _with_best_heads(out)
     return out
+
+
+def _branched_methods(cfg: Config) -> list[Method]:
+    """``learned-branch<k>``: the learned ensemble with the backbone's last k stages once per head, every k."""
+    from lossensemble.models.branching import STAGE_COUNTS
+
+    backbone = cfg.model.backbone
+    if backbone not in STAGE_COUNTS:
+        raise UserError(f"--methods branched: partial sharing is available for {', '.join(STAGE_COUNTS)}, "
+                        f"not {backbone!r}")
+    learned = paper_config(cfg)
+    return [Method(f"learned-branch{k}", "train", "ensemble", "branched", f"the learned ensemble with the last {k} "
+                   f"of {backbone}'s {STAGE_COUNTS[backbone]} stages once per loss (model.branch_at={k}), the rest "
+                   "shared", with_changes(learned, model=dict(branch_at=k)))
+            for k in range(1, STAGE_COUNTS[backbone] + 1)]
 
 
 def _long_learned(learned: Method, factor: int) -> Method:

@@ -15,6 +15,18 @@ for the student's backbone, plus the teacher's forward passes on the student's b
 ``student_factor`` per teacher backbone (m for the independent ensemble, 1 for a shared
 one). Those forward passes count as whole images although they need no backward pass
 (about a third of a training step's compute), so the teacher's share is an upper bound.
+
+A run with a branched backbone (``model.branch_at``) processes each image through the shared
+trunk once and through every branch: its images are weighted by its backbone compute per
+image relative to one backbone (:func:`lossensemble.models.branching.backbone_cost`, forward
+FLOPs).
+
+The query cost of a row (:func:`query_costs`) is the backbone compute needed to embed one
+query, as a multiple of one backbone: 1 for a single model, a shared ensemble (its heads are
+linear layers), a head alone (a branched model's head needs the trunk and its own branch:
+one backbone), a distilled student and the independent ensemble's distilled head; m for the
+independent ensemble of m models; a branched ensemble's backbone compute for its
+concatenated embedding; a compressed row costs what its source's embedding costs.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from typing import Sequence
 
 from lossensemble.config import Config
 
-__all__ = ["train_images", "train_costs"]
+__all__ = ["train_images", "train_costs", "query_costs", "backbone_multiple"]
 
 
 def train_images(cfg: Config) -> tuple[float, bool]:
@@ -35,6 +47,34 @@ def train_images(cfg: Config) -> tuple[float, bool]:
     """
     t = cfg.train
     return float(t.epochs * (t.steps_per_epoch or 1) * cfg.data.batch_size), t.steps_per_epoch is not None
+
+
+def backbone_multiple(cfg: Config) -> float:
+    """Backbone compute per image of ``cfg``'s model as a multiple of one backbone (1 unless ``model.branch_at``)."""
+    branch_at = int(getattr(cfg.model, "branch_at", 0) or 0)
+    if not branch_at:
+        return 1.0
+    from lossensemble.models.branching import backbone_cost
+
+    owners = sum(loss.head is None for loss in cfg.losses)
+    return backbone_cost(cfg.model.backbone, branch_at, owners, cfg.data.image_size)
+
+
+def query_costs(methods: Sequence, cfg: Config) -> dict[str, float]:
+    """Each row's backbone compute to embed one query, as a multiple of one backbone (see the module doc)."""
+    by_name = {m.name: m for m in methods}
+    singles = sum(m.group == "single" for m in methods)
+
+    def cost(m, depth: int = 0) -> float:
+        if m.kind == "independent":
+            return float(singles)
+        if m.kind == "compressed" and m.source in by_name and depth < len(methods):
+            return cost(by_name[m.source], depth + 1)
+        if m.kind == "train" and m.embedding == "ensemble" and m.cfg is not None:
+            return backbone_multiple(m.cfg)
+        return 1.0
+
+    return {m.name: cost(m) for m in methods}
 
 
 def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
@@ -50,7 +90,7 @@ def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
 
     def ratio(mcfg: Config) -> float | None:
         images, exact = train_images(mcfg)
-        return images / unit if exact == unit_exact else None
+        return images * backbone_multiple(mcfg) / unit if exact == unit_exact else None
 
     def singles(seen: tuple[str, ...]) -> float | None:
         parts = [cost(s.name, seen) for s in methods if s.group == "single"]

@@ -25,18 +25,20 @@ METHOD_FAMILIES: dict[str, str] = {
                              "(--student-factor times a single run's steps; opt-in)",
     "distilled-shared": "a new one-head network trained end to end on the learned ensemble's distances "
                         "(--student-factor times a single run's steps; opt-in)",
+    "branched": "the learned ensemble with partial sharing (model.branch_at), at every branch point of the backbone "
+                "(opt-in)",
     "best-head": "each trained ensemble's best head, chosen on validation classes, alone (opt-in)",
 }
 METHOD_CHOICES: tuple[str, ...] = tuple(METHOD_FAMILIES)
 #: Families that run only when asked for.
 OPT_IN: tuple[str, ...] = ("gradnorm", "single-long", "learned-long", "best-head", "distilled-independent",
-                           "distilled-shared")
+                           "distilled-shared", "branched")
 #: What ``compare`` runs when no ``--methods`` is given.
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_CHOICES if m not in OPT_IN)
 #: Names that ``--methods`` expands into several families.
 METHOD_PRESETS: dict[str, tuple[str, ...]] = {
     "study": ("single", "learned", "single-long", "learned-long", "independent", "heads", "best-head",
-              "distilled-independent", "distilled-shared"),
+              "distilled-independent", "distilled-shared", "branched"),
 }
 #: How many times longer ``single-long``/``learned-long`` train (``compare --long-factor``).
 DEFAULT_LONG_FACTOR = 4

@@ -25,7 +25,7 @@ from torch import nn
 from lossensemble.errors import UserError
 from lossensemble.models.backbones import Backbone
 
-__all__ = ["STAGE_COUNTS", "BranchedBackbone", "check_branch_at", "split_stages", "build_branched"]
+__all__ = ["STAGE_COUNTS", "BranchedBackbone", "check_branch_at", "split_stages", "build_branched", "backbone_cost"]
 
 #: Backbones that can branch, and how many stages follow their stem (``model.branch_at`` <= this).
 STAGE_COUNTS: dict[str, int] = {"small_cnn": 3, "resnet18": 4, "resnet34": 4, "resnet50": 4}
@@ -102,3 +102,28 @@ def build_branched(name: str, branch_at: int, branch_names: Sequence[str],
         own_stages, own_tail = (stages, _) if i == 0 else split_stages(name, build())[1:]
         branches[branch] = nn.Sequential(*own_stages[cut:], own_tail)
     return BranchedBackbone(trunk, branches, first.feature_dim, branch_at, first.normalisation)
+
+
+def backbone_cost(backbone: str, branch_at: int, branches: int, image_size: int) -> float:
+    """Backbone compute per image of a model with ``branches`` branches, as a multiple of one whole backbone.
+
+    ``(trunk + branches x branch) / (trunk + branch)`` in forward FLOPs at ``image_size``, counted
+    by torch's ``FlopCounterMode`` (convolutions and matrix products; normalisation, activations
+    and pooling are not counted). 1 for a shared backbone (``branch_at=0``) or a single branch.
+    """
+    if branch_at == 0 or branches <= 1:
+        return 1.0
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lossensemble.models.backbones import build_backbone
+
+    net = build_branched(backbone, branch_at, ["one"], lambda: build_backbone(backbone)).eval()
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            shared = net.body(x)
+        trunk = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            net.branches["one"](shared)
+        branch = counter.get_total_flops()
+    return float(trunk + branches * branch) / float(trunk + branch)

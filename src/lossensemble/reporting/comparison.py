@@ -36,7 +36,7 @@ from lossensemble.reporting.results import (
 from lossensemble.reporting.tables import _title
 from lossensemble.data import build_split
 from lossensemble.experiments.comparison import Comparison, MethodResult
-from lossensemble.experiments.cost import train_costs
+from lossensemble.experiments.cost import query_costs, train_costs
 from lossensemble.experiments.embeddings import TestEmbeddings, cached_test_embeddings
 from lossensemble.io import read_json, write_json
 from lossensemble.training.run import read_history
@@ -275,7 +275,11 @@ def summary_notes(comp: Comparison, rows: list[dict[str, Any]], selection: Selec
                  "a multiple of one single-loss run; the independent ensemble is the sum of its single-loss runs; "
                  "heads, best-head, compressed and independent-compressed rows cost what their source run cost "
                  "(their own training uses cached embeddings of frozen backbones); distilled-* students add their "
-                 "own end-to-end training and the teachers' forward passes on its batches to their teachers' cost.")
+                 "own end-to-end training and the teachers' forward passes on its batches to their teachers' cost; "
+                 "a branched run's images count its backbone compute per image (trunk once, every branch), "
+                 "in forward FLOPs relative to one backbone.")
+    notes.append("query cost: backbone compute to embed one query, as a multiple of one backbone (a head alone, "
+                 "also of a branched model, is one backbone; the independent ensemble is its m models).")
     notes.append("dim: embedding size searched at test time; s/step: training seconds per step (independent: the "
                  "sum over its single-loss models); query ms: measured exact faiss search of the test set against "
                  "itself, per query (first seed, best of 3).")
@@ -324,7 +328,7 @@ def report_comparison(comp: Comparison, command: str = "", progress: bool = Fals
     seconds = {name: [r.seconds_per_step for r in res] for name, res in comp.results.items()}
     methods = [{"name": m.name, "group": m.group, "description": m.description} for m in comp.methods]
     rows = comparison_rows(methods, _per_seed(comp, [m.name for m in comp.methods]), selection, seconds, sizes,
-                           query_ms, train_costs(comp.methods, comp.cfg))
+                           query_ms, train_costs(comp.methods, comp.cfg), query_costs(comp.methods, comp.cfg))
     notes = summary_notes(comp, rows, selection, ensemble)
     report = ComparisonReport(rows, selection, ensemble, notes=notes)
     write_json(out / "results.json", rows)

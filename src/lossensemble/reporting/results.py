@@ -7,6 +7,7 @@ A row is a plain dict::
      "embedding_size": 256, "seconds_per_step": {"mean": ..., "std": ...},
      "query_ms": 0.012,                                        # faiss search per query
      "train_cost": 1.0,                                        # backbone images trained, x one single-loss run
+     "query_cost": 1.0,                                        # backbone compute per query, x one backbone
      "gain": {"recall@1": {"mean": 1.3, "std": 0.5}, ...},     # paired, vs the best single loss
      "best_single": false}
 """
@@ -70,15 +71,18 @@ def comparison_rows(
     embedding_size: Mapping[str, int | None],
     query_ms: Mapping[str, float | None],
     train_cost: Mapping[str, float | None] | None = None,
+    query_cost: Mapping[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per method (``methods``: dicts with name, group, description), in the given order.
 
     ``test[method][seed]`` are the test metrics of that method on that seed; gains are
     paired by seed against ``selection.best``. ``train_cost``: backbone images processed
     in training, as a multiple of one single-loss run
-    (:func:`lossensemble.experiments.cost.train_costs`).
+    (:func:`lossensemble.experiments.cost.train_costs`); ``query_cost``: backbone compute to
+    embed one query, as a multiple of one backbone (:func:`~lossensemble.experiments.cost.query_costs`).
     """
     train_cost = train_cost or {}
+    query_cost = query_cost or {}
     reference = test[selection.best]
     rows = []
     for m in methods:
@@ -97,6 +101,7 @@ def comparison_rows(
         row["seconds_per_step"] = {"mean": sps["mean"], "std": sps["std"]}
         row["query_ms"] = query_ms.get(name)
         row["train_cost"] = train_cost.get(name)
+        row["query_cost"] = query_cost.get(name)
         row["gain"] = strip_counts(paired_gain(per_seed, reference, GAIN_METRICS))
         row["best_single"] = name == selection.best
         rows.append(row)
@@ -130,7 +135,7 @@ def _metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def table_cells(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the comparison table (shared by Markdown, HTML and the terminal)."""
     metrics = _metric_keys(rows)
-    header = ["method"] + [_title(k) for k in metrics] + ["dim", "train cost", "s/step", "query ms"]
+    header = ["method"] + [_title(k) for k in metrics] + ["dim", "train cost", "query cost", "s/step", "query ms"]
     header += [f"Δ {_title(k)}" for k in GAIN_METRICS]
     body = []
     for r in rows:
@@ -138,6 +143,7 @@ def table_cells(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list
         cells = [name] + [format_mean_std(r.get(k)) for k in metrics]
         cells.append(str(r["embedding_size"]) if r.get("embedding_size") else "-")
         cells.append(format_cost(r.get("train_cost")))
+        cells.append(format_cost(r.get("query_cost")))
         sps = r.get("seconds_per_step") or {}
         cells.append(f"{sps['mean']:.3f}" if sps.get("mean") is not None else "-")
         cells.append(f"{r['query_ms']:.4f}" if r.get("query_ms") is not None else "-")
@@ -217,7 +223,8 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     fields = ["method", "group", "seeds"]
     for k in metrics:
         fields += [f"{k}_mean", f"{k}_std"]
-    fields += ["embedding_size", "train_cost", "seconds_per_step_mean", "seconds_per_step_std", "query_ms"]
+    fields += ["embedding_size", "train_cost", "query_cost", "seconds_per_step_mean", "seconds_per_step_std",
+               "query_ms"]
     for k in GAIN_METRICS:
         fields += [f"gain_{k}_mean", f"gain_{k}_std"]
     fields += ["best_single", "description"]
@@ -228,6 +235,7 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         flat: dict[str, Any] = {"method": r["method"], "group": r.get("group", ""),
                                 "seeds": " ".join(str(s) for s in r.get("seeds", [])),
                                 "embedding_size": r.get("embedding_size"), "train_cost": r.get("train_cost"),
+                                "query_cost": r.get("query_cost"),
                                 "query_ms": r.get("query_ms"),
                                 "best_single": r.get("best_single", False), "description": r.get("description", "")}
         for k in metrics:
