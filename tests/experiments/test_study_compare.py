@@ -16,12 +16,14 @@ from lossensemble.training.run import read_history
 
 EXTRA = ("data.val_fraction=0.25", "train.steps_per_epoch=2", "train.epochs=2", "compression.epochs=1")
 DIM = 16
-EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long", "independent",
+EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "learned-compressed",
+            "single-long", "learned-long", "learned-long-compressed", "independent",
             "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca", "distilled-independent",
             "distilled-shared", "learned-branch1", "learned-branch2", "learned-branch3", "equal-best-head",
             "learned-best-head", "learned-long-best-head", "learned-branch1-best-head", "learned-branch2-best-head",
             "learned-branch3-best-head"]
-COSTS = {"single-triplet": 1, "single-proxy_nca": 1, "equal": 1, "learned": 1, "single-long": 2, "learned-long": 2,
+COSTS = {"single-triplet": 1, "single-proxy_nca": 1, "equal": 1, "learned": 1, "learned-compressed": 1,
+         "learned-long-compressed": 2, "single-long": 2, "learned-long": 2,
          "independent": 2, "independent-compressed": 2, "equal-head-triplet": 1, "equal-head-proxy_nca": 1,
          "distilled-independent": 2 + 1 * (1 + 2), "distilled-shared": 1 + 1 * (1 + 1),
          "equal-best-head": 1, "learned-best-head": 1, "learned-long-best-head": 2}

@@ -70,7 +70,8 @@ def test_study_preset_and_opt_in_families(cfg):
                    "branched"):
         assert opt_in not in DEFAULT_METHODS
     names = [m.name for m in comparison_methods(cfg, ["study"])]
-    assert names == ["single-triplet", "single-proxy_nca", "equal", "learned", "single-long", "learned-long",
+    assert names == ["single-triplet", "single-proxy_nca", "equal", "learned", "learned-compressed",
+                     "single-long", "learned-long", "learned-long-compressed",
                      "independent", "independent-compressed", "equal-head-triplet", "equal-head-proxy_nca",
                      "distilled-independent", "distilled-shared", "learned-branch1", "learned-branch2",
                      "learned-branch3", "equal-best-head", "learned-best-head", "learned-long-best-head",

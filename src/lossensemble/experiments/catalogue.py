@@ -90,7 +90,8 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
 
     Single-loss runs are always included (the gains are measured against the best of
     them). ``compressed`` needs ``learned`` and ``heads`` needs ``equal``: those runs are
-    trained too. ``single-long``/``learned-long`` train ``long_factor`` times the steps;
+    trained too (with ``learned-long``, ``compressed`` also compresses that run).
+    ``single-long``/``learned-long`` train ``long_factor`` times the steps;
     ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble;
     ``distilled-shared`` needs ``learned`` (its teacher), and the distilled students train
     ``student_factor`` times a single run's steps. Presets
@@ -128,6 +129,10 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
             out.extend(_single_methods(cfg))
         elif family in ensembles:
             out.append(ensembles[family])
+            if family == "learned-long" and "compressed" in wanted:
+                out.append(Method("learned-long-compressed", "compressed", "compressed", "compressed",
+                                  "the long learned ensemble compressed to one head's size (distance matching)",
+                                  source="learned-long"))
         elif family == "single-long":
             out.append(Method("single-long", "single-long", "", "long", f"the best single loss (chosen on the "
                               f"validation classes) trained {long_factor}x the steps, same schedule shape",

@@ -13,7 +13,7 @@ METHOD_FAMILIES: dict[str, str] = {
     "equal": "ensemble, fixed equal weights",
     "learned": "ensemble, the paper (learned weights, running-mean scale, the paper's prior)",
     "uncertainty": "ensemble, uncertainty weighting",
-    "compressed": "the learned ensemble compressed post hoc",
+    "compressed": "the learned ensemble (and learned-long, when run) compressed post hoc",
     "equal-scaled": "ablation: equal weights with running-mean scale normalisation",
     "learned-noscale": "ablation: learned weights without scale normalisation",
     "gradnorm": "ensemble, GradNorm-style weighting (opt-in)",
@@ -37,7 +37,7 @@ OPT_IN: tuple[str, ...] = ("gradnorm", "single-long", "learned-long", "best-head
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_CHOICES if m not in OPT_IN)
 #: Names that ``--methods`` expands into several families.
 METHOD_PRESETS: dict[str, tuple[str, ...]] = {
-    "study": ("single", "learned", "single-long", "learned-long", "independent", "heads", "best-head",
+    "study": ("single", "learned", "compressed", "single-long", "learned-long", "independent", "heads", "best-head",
               "distilled-independent", "distilled-shared", "branched"),
 }
 #: How many times longer ``single-long``/``learned-long`` train (``compare --long-factor``).
