@@ -172,6 +172,11 @@ def test_compare_with_distilled_rows_end_to_end(tiny_config, tmp_path):
     summary = json.loads((out / "distilled-shared" / "seed0" / "summary.json").read_text())
     assert summary["distillation"]["steps"] == 2 and summary["settings"]["factor"] == 1.0
     assert ckpt.stat().st_mtime_ns != before
+    # students that also learn from the labels: trained again, the weight recorded and in the command
+    assert main([*argv, "--student-labels", "0.5"]) == 0
+    summary = json.loads((out / "distilled-shared" / "seed0" / "summary.json").read_text())
+    assert summary["settings"]["label_weight"] == 0.5 and summary["distillation"]["label_weight"] == 0.5
+    assert "--student-labels 0.5" in json.loads((out / "comparison.json").read_text())["command"]
 
 
 def test_bad_student_factor_is_a_one_line_error(tmp_path, tiny_config, capsys):
@@ -182,4 +187,8 @@ def test_bad_student_factor_is_a_one_line_error(tmp_path, tiny_config, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "--student-factor: must be a number > 0" in err[-1]
+    assert not (tmp_path / "o").exists()
+    rc = main(["compare", "-c", "glyphs-compare", "-o", str(tmp_path / "o"), "--methods", "distilled-shared",
+               "--student-labels", "-1", *tiny_config.overrides()])
+    assert rc == 2 and "--student-labels: must be a number >= 0" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "o").exists()

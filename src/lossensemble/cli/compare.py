@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--student-factor", type=float, default=1.0, metavar="F",
                    help="distilled-independent and distilled-shared train their student network F times the steps "
                         "of a single-loss run (default: 1)")
+    p.add_argument("--student-labels", type=float, default=0.0, metavar="W",
+                   help="the distilled students also train on the labels with the best single loss, weighted W "
+                        "against the distance matching (default: 0, distances only)")
     p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
     p.add_argument("--map", choices=("tsne", "pca"), default="tsne",
                    help="2-D projection of the embedding maps (default: tsne; pca is instantaneous)")
@@ -73,7 +76,8 @@ def parse_seeds(values: list[str]) -> list[int]:
 
 
 def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[str], overrides: list[str],
-                      long_factor: int | None = None, student_factor: float | None = None) -> str:
+                      long_factor: int | None = None, student_factor: float | None = None,
+                      student_labels: float | None = None) -> str:
     """The command line that reproduces this comparison (for the report)."""
     parts = ["lossensemble", "compare", "-c", config, "-o", str(out), "--seeds", *map(str, seeds)]
     if methods:
@@ -82,6 +86,8 @@ def reproduce_command(config: str, out: Path, seeds: list[int], methods: list[st
         parts += ["--long-factor", str(long_factor)]
     if student_factor is not None:
         parts += ["--student-factor", f"{student_factor:g}"]
+    if student_labels is not None:
+        parts += ["--student-labels", f"{student_labels:g}"]
     parts += overrides
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -106,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--long-factor: must be >= 1, got {args.long_factor}")
     if not 0 < args.student_factor < float("inf"):
         raise UserError(f"--student-factor: must be a number > 0, got {args.student_factor:g}")
+    if not 0 <= args.student_labels < float("inf"):
+        raise UserError(f"--student-labels: must be a number >= 0, got {args.student_labels:g}")
     families = expand_methods(method_values or list(DEFAULT_METHODS))
-    methods = comparison_methods(cfg, families, long_factor=args.long_factor, student_factor=args.student_factor)
+    methods = comparison_methods(cfg, families, long_factor=args.long_factor, student_factor=args.student_factor,
+                                 student_labels=args.student_labels)
     long_used = any(m.factor != 1 or m.kind == "single-long" for m in methods)
-    student_used = args.student_factor != 1 and any(m.kind == "distilled" for m in methods)
+    distilled = any(m.kind == "distilled" for m in methods)
+    student_used = args.student_factor != 1 and distilled
     out = Path(args.output)
     check_writable(out)
     prepare_process(cfg)
@@ -124,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     print("writing tables, plots and report...", flush=True)
     command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2,
                                 args.long_factor if long_used else None,
-                                args.student_factor if student_used else None)
+                                args.student_factor if student_used else None,
+                                args.student_labels if distilled and args.student_labels else None)
     report = report_comparison(comp, command=command, plots=not args.no_plots,
                                elapsed_seconds=time.perf_counter() - start, projection=args.map)
     print()

@@ -35,7 +35,8 @@ class Method:
     ``distilled`` (a new one-head network trained end to end on a teacher's distances for
     ``student_factor`` times a single run's steps; the teacher is the ``source`` run's
     ``ensemble`` or, without ``source``, the independent ensemble of the single-loss runs;
-    ``embedding`` is set per seed). ``embedding`` is the key in metrics.json.
+    ``embedding`` is set per seed; with ``student_labels`` > 0 the student also trains on the labels with the
+    best single loss, at that weight). ``embedding`` is the key in metrics.json.
     """
 
     name: str
@@ -47,6 +48,7 @@ class Method:
     source: str | None = None
     factor: int = 1
     student_factor: float = 1.0
+    student_labels: float = 0.0
 
 
 def paper_config(cfg: Config, scale: str = "running_mean") -> Config:
@@ -85,7 +87,8 @@ def _ensemble_methods(cfg: Config) -> dict[str, Method]:
 
 
 def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFAULT_METHODS,
-                       long_factor: int = DEFAULT_LONG_FACTOR, student_factor: float = 1.0) -> list[Method]:
+                       long_factor: int = DEFAULT_LONG_FACTOR, student_factor: float = 1.0,
+                       student_labels: float = 0.0) -> list[Method]:
     """The rows of a comparison of ``cfg``'s losses, in table order.
 
     Single-loss runs are always included (the gains are measured against the best of
@@ -151,7 +154,7 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
         elif family == "branched":
             out.extend(_branched_methods(cfg))
         elif family in ("distilled-independent", "distilled-shared"):
-            out.append(_distilled(family, cfg, student_factor))
+            out.append(_distilled(family, cfg, student_factor, student_labels))
         elif family == "heads":
             out.extend(Method(f"equal-head-{loss.name}", "heads", f"heads.{loss.name}", "heads",
                               f"the {loss.name} head of the equal-weight ensemble, alone", source="equal")
@@ -181,16 +184,19 @@ def _long_learned(learned: Method, factor: int) -> Method:
                   "the steps, same schedule shape", long_config(learned.cfg, factor), factor=int(factor))
 
 
-def _distilled(family: str, cfg: Config, factor: float) -> Method:
+def _distilled(family: str, cfg: Config, factor: float, labels: float = 0.0) -> Method:
     """The row of a student network distilled end to end from the independent or the learned (shared) ensemble."""
     if not (isinstance(factor, (int, float)) and 0 < factor < float("inf")):
         raise UserError(f"--student-factor: must be a number > 0, got {factor!r}")
+    if not (isinstance(labels, (int, float)) and 0 <= labels < float("inf")):
+        raise UserError(f"--student-labels: must be a number >= 0, got {labels!r}")
+    with_labels = f", plus the best single loss on the labels at weight {labels:g}" if labels else ""
     teacher = (f"the independent ensemble of the {len(cfg.losses)} single-loss models" if family.endswith("independent")
                else "the learned ensemble (the paper)")
     return Method(family, "distilled", "", "distilled", f"a new one-backbone, one-head network trained end to end "
-                  f"to reproduce the distances of {teacher} (distance matching, {factor:g}x a single run's steps; "
-                  "1x inference cost)", source=None if family.endswith("independent") else "learned",
-                  student_factor=float(factor))
+                  f"to reproduce the distances of {teacher} (distance matching{with_labels}, {factor:g}x a single "
+                  "run's steps; 1x inference cost)", source=None if family.endswith("independent") else "learned",
+                  student_factor=float(factor), student_labels=float(labels))
 
 
 def _with_best_heads(methods: list[Method]) -> list[Method]:

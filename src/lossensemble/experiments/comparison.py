@@ -158,7 +158,7 @@ def _run_method(method: Method, seed: int, folder: Path, runs: dict[str, RunResu
         single_runs, single_embeddings = [runs[m.name].path for m in singles], [m.embedding for m in singles]
         teacher = ([runs[method.source].path], ["ensemble"]) if method.source else (single_runs, single_embeddings)
         res = evaluate_distilled(method.name, *teacher, single_runs, single_embeddings, seed_config(comp.cfg, seed),
-                                 folder, method.student_factor, progress)
+                                 folder, method.student_factor, progress, labels=method.student_labels)
         return _result(dataclasses.replace(method, embedding=res.summary["embedding"]), seed, res)
     raise UserError(f"unknown method kind {method.kind!r}")  # pragma: no cover
 

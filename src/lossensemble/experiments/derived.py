@@ -118,19 +118,21 @@ def evaluate_independent_compressed(single_runs: Sequence[Path], embeddings: Seq
 
 def evaluate_distilled(name: str, teacher_runs: Sequence[Path], teacher_embeddings: Sequence[str],
                        single_runs: Sequence[Path], single_embeddings: Sequence[str], cfg: Config, folder: Path,
-                       factor: float = 1.0, progress: bool = False) -> RunResult:
+                       factor: float = 1.0, progress: bool = False, labels: float = 0.0) -> RunResult:
     """A new one-head network trained end to end on a teacher's distances, evaluated on test.
 
     The teacher is embedding ``teacher_embeddings[i]`` of ``teacher_runs[i]`` (several runs:
     the independent ensemble); the student is the single-loss config (``cfg``: this seed's
     config) of the best single loss (:func:`best_single` over ``single_runs``), trained by
     :func:`lossensemble.compression.train_student` for ``factor`` times a single run's steps
-    into ``folder``, a run folder whose embedding is ``heads.<loss>`` (``summary.json``'s
+    (with ``labels`` > 0 also on the labels with that loss, at that weight) into ``folder``, a run folder whose embedding is ``heads.<loss>`` (``summary.json``'s
     ``embedding``). Reused while its teacher runs, single-loss runs and settings are the same.
     """
     paths = RunPaths(Path(folder))
     sources = [str(Path(p)) for p in teacher_runs] + [str(Path(p)) for p in single_runs]
     settings = {"factor": float(factor), "objective": cfg.compression.objective, "seed": int(cfg.seed)}
+    if labels:  # absent at 0, so students trained before this setting existed are reused
+        settings["label_weight"] = float(labels)
     reused = _reused(name, paths, sources)
     if reused is not None and reused.summary.get("settings") == settings:
         return reused
@@ -140,7 +142,7 @@ def evaluate_distilled(name: str, teacher_runs: Sequence[Path], teacher_embeddin
     loss = single_embeddings[idx].removeprefix("heads.")
     student_cfg = single_loss_config(cfg, loss)
     student, facts = train_student(Teacher.load(teacher_runs, teacher_embeddings), paths.root, student_cfg,
-                                   factor=factor)
+                                   factor=factor, label_weight=float(labels))
     key = f"heads.{loss}"
     emb = embed_test_split(student.embed_fn(names=[key]), student_cfg, student.device, progress,
                            normalisation=student.normalisation)
