@@ -119,6 +119,17 @@ def test_branched_rows_cost_their_backbone_compute(cfg):
     assert queries["learned"] == 1.0 and queries["learned-compressed"] == 1.0 and queries["single-triplet"] == 1.0
 
 
+def test_a_branched_teachers_forward_passes_cost_its_backbone_compute(tiny_config):
+    cfg = tiny_config("train.steps_per_epoch=3", "model.branch_at=3")
+    flops = _small_cnn_conv_flops(cfg.data.image_size)
+    learned = (sum(flops) + sum(flops[-3:])) / sum(flops)  # two losses, the last 3 convs twice
+    costs = train_costs(comparison_methods(cfg, ["single", "learned", "distilled-shared"]), cfg)
+    assert costs["learned"] == pytest.approx(learned)
+    assert costs["distilled-shared"] == pytest.approx(learned + 1 * (1 + learned))
+    with pytest.raises(UserError, match="sets model.branch_at itself"):
+        comparison_methods(cfg, ["branched"])
+
+
 def test_branched_needs_a_backbone_with_stages(tiny_config):
     with pytest.raises(UserError, match="branched: partial sharing is available for small_cnn"):
         comparison_methods(tiny_config("model.backbone=mobilenet_v3_small"), ["branched"])

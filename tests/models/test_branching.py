@@ -96,7 +96,13 @@ def test_config_checks_branch_at(tiny_config):
         check_components(tiny_config("model.branch_at=7"))
     with pytest.raises(ConfigError, match="model.branch_at"):
         tiny_config("model.branch_at=-2")
-    assert set(STAGE_COUNTS) >= {"small_cnn", "resnet18", "resnet34", "resnet50"}
+    with pytest.raises(UserError, match="freeze_backbone"):
+        check_components(tiny_config("model.branch_at=1", "model.freeze_backbone=true"))
+    with pytest.raises(UserError, match="gradnorm"):
+        check_components(tiny_config("model.branch_at=1", "weighting.scheme=gradnorm"))
+    for name, count in STAGE_COUNTS.items():  # every listed backbone really splits into that many stages
+        check_branch_at(name, count)
+        build_model(ModelConfig(backbone=name, branch_at=count, embedding_dim=4), ["a"])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +117,7 @@ def test_export_of_one_head_is_one_backbone(branched_run, tmp_path):
     run, trainer = branched_run
     folder = export_run(run, tmp_path / "triplet", embedding="heads.triplet")
     spec = json.loads((folder / "config.json").read_text())
-    assert spec["branch_at"] == 2 and spec["branches"] == {"triplet": "triplet"}
+    assert spec["branch_at"] == 2 and spec["branches"] == [["triplet", "triplet"]]
     assert spec["feature_dim"] == 256
     model = load_model(folder)
     assert _params(model.backbone) == _params(build_backbone("small_cnn"))
@@ -126,7 +132,7 @@ def test_export_of_the_ensemble_keeps_every_branch(branched_run, tmp_path):
     run, trainer = branched_run
     folder = export_run(run, tmp_path / "ens", embedding="ensemble")
     spec = json.loads((folder / "config.json").read_text())
-    assert spec["branches"] == {"triplet": "triplet", "proxy_nca": "proxy_nca"}
+    assert spec["branches"] == [["triplet", "triplet"], ["proxy_nca", "proxy_nca"]]
     model = load_model(folder)
     images = torch.randn(4, 3, 32, 32)
     loaded = load_run(run, device="cpu")
@@ -134,7 +140,44 @@ def test_export_of_the_ensemble_keeps_every_branch(branched_run, tmp_path):
         want = loaded.model.eval().embed(images, loaded.weights, names=["ensemble"])["ensemble"]
         assert torch.allclose(model(images), want, atol=1e-5)
     # the description is checked: a branch map that misses an exported head is a one-line error
-    spec["branches"] = {"triplet": "triplet"}
+    spec["branches"] = [["triplet", "triplet"]]
+    (folder / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError):
+        load_model(folder)
+
+
+def test_one_head_export_is_reusable_as_model_weights(branched_run, tmp_path):
+    run, _ = branched_run
+    folder = export_run(run, tmp_path / "proxy", embedding="heads.proxy_nca")
+    plain = build_backbone("small_cnn", weights=str(folder)).eval()
+    loaded = load_run(run, device="cpu")
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        bb = loaded.model.backbone.eval()
+        want = bb.branches["proxy_nca"](bb.body(images))
+        assert torch.allclose(plain(images), want, atol=1e-5)
+    # a run folder holds every branch: which one is meant must be said by exporting it
+    with pytest.raises(UserError, match="export one head"):
+        build_backbone("small_cnn", weights=str(run))
+    with pytest.raises(UserError, match="do not fit the backbone"):
+        build_backbone("resnet18", weights=str(folder))
+    with pytest.raises(UserError, match="trained with model.branch_at fit small_cnn"):
+        build_backbone("mobilenet_v3_small", weights=str(folder))
+
+
+def test_direct_compressor_export_reads_every_branch_in_order(tiny_config, tmp_path):
+    run = tmp_path / "direct"
+    Trainer(tiny_config("model.branch_at=1", "compression.enabled=true", "compression.variant=direct"), run).fit()
+    folder = export_run(run, tmp_path / "model", embedding="compressed")
+    spec = json.loads((folder / "config.json").read_text())
+    assert spec["branches"] == [["triplet", "triplet"], ["proxy_nca", "proxy_nca"]] and spec["feature_dim"] == 512
+    images = torch.randn(4, 3, 32, 32)
+    loaded = load_run(run, device="cpu")
+    with torch.no_grad():
+        want = loaded.model.eval().embed(images, loaded.weights, names=["compressed"])["compressed"]
+        assert torch.allclose(load_model(folder)(images), want, atol=1e-5)
+    # the order of the branches is part of the checked description: swapped, the folder is refused
+    spec["branches"] = spec["branches"][::-1]
     (folder / "config.json").write_text(json.dumps(spec))
     with pytest.raises(UserError):
         load_model(folder)

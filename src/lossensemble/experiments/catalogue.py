@@ -169,6 +169,9 @@ def _branched_methods(cfg: Config) -> list[Method]:
     from lossensemble.models.branching import STAGE_COUNTS
 
     backbone = cfg.model.backbone
+    if cfg.model.branch_at:
+        raise UserError(f"--methods branched sets model.branch_at itself; the config has "
+                        f"model.branch_at={cfg.model.branch_at}: set it to 0")
     if backbone not in STAGE_COUNTS:
         raise UserError(f"--methods branched: partial sharing is available for {', '.join(STAGE_COUNTS)}, "
                         f"not {backbone!r}")

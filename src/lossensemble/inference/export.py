@@ -48,14 +48,15 @@ __all__ = ["EXPORT_FORMATS", "export_model", "export_run"]
 EXPORT_FORMATS = ("safetensors", "onnx")
 
 
-def _exported_branches(model, heads: Sequence[str]) -> dict[str, str]:
-    """``{head: backbone branch}`` for the exported ``heads`` of a branched model (every branch when the
-    embedding reads the backbone features, as the direct compressor does); empty for a shared backbone."""
+def _exported_branches(model, heads: Sequence[str]) -> list[list[str]]:
+    """``[[head, backbone branch], ...]`` for the exported ``heads`` of a branched model, in the order the
+    features hold the branches (every branch when the embedding reads the backbone features, as the
+    direct compressor does); empty for a shared backbone. A list, so the checksum covers the order."""
     if not model.branch_of:
-        return {}
+        return []
     if not heads:  # the direct compressor reads the whole feature vector: all branches
-        return {b: b for b in model.backbone.branch_names}
-    return {h: model.branch_of[h] for h in heads}
+        return [[b, b] for b in model.backbone.branch_names]
+    return [[h, model.branch_of[h]] for h in heads]
 
 
 def export_model(
@@ -100,7 +101,8 @@ def export_model(
     w = torch.as_tensor(weights, dtype=torch.float32).detach().cpu()
     state = model.state_dict()
     branches = _exported_branches(model, heads)
-    dropped = tuple(f"backbone.branches.{b}." for b in getattr(model.backbone, "branch_names", ()) if b not in branches)
+    kept = {b for _, b in branches}
+    dropped = tuple(f"backbone.branches.{b}." for b in getattr(model.backbone, "branch_names", ()) if b not in kept)
     tensors = {k: v for k, v in state.items() if k.startswith("backbone.") and not k.startswith(dropped)}
     for name in heads:
         tensors.update({k: v for k, v in state.items() if k.startswith(f"heads.{name}.")})
@@ -117,9 +119,10 @@ def export_model(
         "output_dim": output_dim,
         "distance": "cosine",
         "backbone": backbone_name,
-        "feature_dim": int(model.backbone.branch_dim * len(set(branches.values())) if branches
+        "feature_dim": int(model.backbone.branch_dim * len({b for _, b in branches}) if branches
                            else model.backbone.feature_dim),
-        # model.branch_at > 0: the backbone branch each exported head reads (only those branches are exported)
+        # model.branch_at > 0: [head, backbone branch] pairs of the exported heads (only those branches are
+        # exported; the features hold them in the order they first appear)
         **({"branch_at": int(model.backbone.branch_at), "branches": branches} if branches else {}),
         "head_names": head_names,
         "heads": heads,

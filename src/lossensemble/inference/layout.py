@@ -183,17 +183,18 @@ def _compressor(spec: dict, where: Path) -> None:
 
 
 def _branches(spec: dict, where: Path) -> None:
-    """``branch_at`` and ``branches`` ({head: branch}) of a model trained with model.branch_at, when present."""
+    """``branch_at`` and ``branches`` ([[head, branch], ...]) of a model trained with model.branch_at, when present."""
     if "branches" not in spec and "branch_at" not in spec:
         return
     if "branch_at" not in spec or "branches" not in spec:
         raise UserError(f"{where}: fields 'branch_at' and 'branches' come together; one is missing")
     _int(spec, "branch_at", where, lo=1, hi=64)
     branches = spec.get("branches")
-    if not isinstance(branches, dict) or not branches or not all(
-            isinstance(k, str) and isinstance(v, str) and k and v for k, v in branches.items()):
-        raise _bad(where, "branches", "an object {head: branch name}", branches)
-    missing = [h for h in spec["heads"] if h not in branches]
+    if not isinstance(branches, list) or not branches or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p) for p in branches) \
+            or len({h for h, _ in branches}) != len(branches):
+        raise _bad(where, "branches", "a list of distinct [head, branch name] pairs", branches)
+    missing = [h for h in spec["heads"] if h not in {h for h, _ in branches}]
     if missing:
         raise _bad(where, "branches", f"a branch for every exported head (none for {missing[0]})", branches)
 

@@ -79,11 +79,11 @@ class InferenceModel(EnsembleModel):
     def __init__(self, spec: dict[str, Any]) -> None:
         from lossensemble.models import build_backbone, compressor_from_meta
 
-        branches = spec.get("branches") or {}
+        branches = dict(spec.get("branches") or [])
         if branches:  # a model trained with model.branch_at: the exported heads' branches only
             from lossensemble.models.branching import build_branched
 
-            owners = list(dict.fromkeys(branches.values()))
+            owners = list(dict.fromkeys(b for _, b in spec["branches"]))
             backbone = build_branched(spec["backbone"], int(spec["branch_at"]), owners,
                                       lambda: build_backbone(spec["backbone"], pretrained=False, weights=None))
         else:

@@ -44,6 +44,8 @@ __all__ = [
     "freeze_batchnorm",
     "timm_normalisation",
     "warn_input_size",
+    "STAGE_COUNTS",
+    "split_stages",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def _small_cnn(pretrained: bool, weights: str | None) -> Backbone:
                 "model.pretrained: small_cnn has no published weights; give a file in "
                 "model.weights (e.g. from a run pretrained on the glyphs 'pretrain' split)"
             )
-        _load_into(net, weights)
+        _load_into(net, weights, name="small_cnn")
     return net
 
 
@@ -146,7 +148,7 @@ def _torchvision_factory(arch: str) -> Callable[[bool, str | None], Backbone]:
             raise UserError(f"model.backbone: torchvision '{arch}' is not a supported layout")
         net = Backbone(model, feature_dim, pool=False)
         if weights:
-            _load_into(net.body, weights, ignore_prefixes=("fc.", "classifier.", "heads."))
+            _load_into(net.body, weights, ignore_prefixes=("fc.", "classifier.", "heads."), name=arch)
         elif pretrained:
             _load_into(net.body, str(_torchvision_cached_weights(arch)), ignore_prefixes=("fc.", "classifier.", "heads."))
         return net
@@ -277,8 +279,55 @@ def _backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
                     "nor an exported model (model.safetensors)")
 
 
-def _load_into(module: nn.Module, path: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
+#: Backbones that split into a stem and stages (partial sharing, ``model.branch_at``), and how many stages.
+STAGE_COUNTS: dict[str, int] = {"small_cnn": 3, "resnet18": 4, "resnet34": 4, "resnet50": 4}
+
+
+def split_stages(name: str, body: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """``(stem, stages)`` of a backbone's network ``body`` (its own modules, not copies).
+
+    ``small_cnn``: the stem is the first conv block and its pooling, then 3 stages; a
+    torchvision ResNet: conv1/bn1/relu/maxpool, then ``layer1``-``layer4``. Global pooling follows.
+    """
+    if name == "small_cnn":  # conv, pool, conv, pool, conv, pool, conv
+        return nn.Sequential(*body[0:2]), [nn.Sequential(*body[2:4]), nn.Sequential(*body[4:6]),
+                                           nn.Sequential(*body[6:7])]
+    if name in STAGE_COUNTS:  # torchvision ResNet
+        return nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool), [body.layer1, body.layer2,
+                                                                              body.layer3, body.layer4]
+    raise UserError(f"model.branch_at: cannot split {name!r} into stages")
+
+
+def _load_one_branch(name: str, body: nn.Module, state: dict[str, torch.Tensor], path: str) -> bool:
+    """Load the weights of a model trained with ``model.branch_at`` that hold one branch (an exported head)
+    into the plain network ``body``: its trunk and its branch are one whole backbone. False: not such weights."""
+    branches = sorted({k.split(".")[1] for k in state if k.startswith("branches.")})
+    if not branches:
+        return False
+    if len(branches) > 1:
+        raise UserError(f"model.weights: {path} holds {len(branches)} backbone branches ({', '.join(branches)}) of a "
+                        "model trained with model.branch_at; export one head (lossensemble export RUN --embedding "
+                        "heads.<name>) and give that folder")
+    if name not in STAGE_COUNTS:
+        raise UserError(f"{path}: weights of a model trained with model.branch_at fit {', '.join(STAGE_COUNTS)}, "
+                        f"not {name}")
+    stem, stages = split_stages(name, body)
+    for cut in range(len(stages)):  # the same layout as BranchedBackbone: body = trunk, branches.<name> = the rest
+        layout = nn.Module()
+        layout.body = nn.Sequential(stem, *stages[:cut])
+        layout.branches = nn.ModuleDict({branches[0]: nn.Sequential(*stages[cut:])})
+        if set(layout.state_dict()) == set(state):
+            layout.load_state_dict(state)
+            log.info("loaded backbone weights from %s (trunk and branch %s)", path, branches[0])
+            return True
+    raise UserError(f"{path}: weights do not fit the backbone ({name} with one branch)")
+
+
+def _load_into(module: nn.Module, path: str, ignore_prefixes: tuple[str, ...] = (), name: str = "") -> None:
     state = _backbone_state(path)
+    body = module.body if isinstance(module, Backbone) else module
+    if _load_one_branch(name, body, state, path):
+        return
     # Accept files saved from a whole Backbone ("body."-prefixed) or from the bare network.
     own = module.state_dict()
     if not any(k in own for k in state) and any(k.startswith("body.") for k in state):

@@ -2,14 +2,15 @@
 
 Between the paper's shared backbone (every head reads the same features) and independent
 models (nothing shared) lies a family of networks: the first stages shared, the last
-``branch_at`` stages copied once per head. ``branch_at=0`` is the shared backbone;
+``branch_at`` stages copied once per head (a loss that shares another loss's head shares
+its branch too). ``branch_at=0`` is the shared backbone;
 the largest value leaves only the stem shared, which is nearly an independent
 ensemble at nearly its cost. A branch's head alone (stem + trunk + its branch) is
 exactly one backbone at query time.
 
 Written here because torchvision and timm build single networks only. The stages are
-cut along the networks' own structure (:data:`STAGE_COUNTS` lists the supported
-backbones): ``small_cnn`` is a stem (its first conv block) and 3 stages, the torchvision
+cut along the networks' own structure (:func:`~lossensemble.models.backbones.split_stages`;
+:data:`STAGE_COUNTS` lists the supported backbones): ``small_cnn`` is a stem (its first conv block) and 3 stages, the torchvision
 ResNets a stem and ``layer1``-``layer4``. Each branch's stages come from a separately
 built backbone, so from random initialisation every branch starts from its own draw,
 and from ``model.weights`` every branch starts from the same pretrained weights.
@@ -17,18 +18,16 @@ and from ``model.weights`` every branch starts from the same pretrained weights.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from lossensemble.errors import UserError
-from lossensemble.models.backbones import Backbone
+from lossensemble.models.backbones import STAGE_COUNTS, Backbone, split_stages
 
-__all__ = ["STAGE_COUNTS", "BranchedBackbone", "check_branch_at", "split_stages", "build_branched", "backbone_cost"]
-
-#: Backbones that can branch, and how many stages follow their stem (``model.branch_at`` <= this).
-STAGE_COUNTS: dict[str, int] = {"small_cnn": 3, "resnet18": 4, "resnet34": 4, "resnet50": 4}
+__all__ = ["STAGE_COUNTS", "BranchedBackbone", "check_branch_at", "build_branched", "backbone_cost"]
 
 
 def check_branch_at(backbone: str, branch_at: int) -> None:
@@ -43,20 +42,6 @@ def check_branch_at(backbone: str, branch_at: int) -> None:
     if branch_at > STAGE_COUNTS[backbone]:
         raise UserError(f"model.branch_at: {backbone} has {STAGE_COUNTS[backbone]} stages after its stem, so "
                         f"branch_at is 0..{STAGE_COUNTS[backbone]}, got {branch_at}")
-
-
-def split_stages(name: str, backbone: Backbone) -> tuple[nn.Module, list[nn.Module], nn.Module]:
-    """``(stem, stages, tail)`` of a built backbone: ``tail(stages[-1](...stem(x)))`` is its forward
-    (``tail``: a new global average pooling and flatten)."""
-    body = backbone.body
-    tail = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-    if name == "small_cnn":  # conv, pool, conv, pool, conv, pool, conv
-        return nn.Sequential(*body[0:2]), [nn.Sequential(*body[2:4]), nn.Sequential(*body[4:6]),
-                                           nn.Sequential(*body[6:7])], tail
-    if name in STAGE_COUNTS:  # torchvision ResNet
-        stem = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool)
-        return stem, [body.layer1, body.layer2, body.layer3, body.layer4], tail
-    raise UserError(f"model.branch_at: cannot split {name!r} into stages")
 
 
 class BranchedBackbone(Backbone):
@@ -94,16 +79,17 @@ def build_branched(name: str, branch_at: int, branch_names: Sequence[str],
     if not branch_names:
         raise ValueError("build_branched needs at least one branch name")
     first = build()
-    stem, stages, _ = split_stages(name, first)
+    stem, stages = split_stages(name, first.body)
     cut = len(stages) - branch_at
     trunk = nn.Sequential(stem, *stages[:cut])
     branches: dict[str, nn.Module] = {}
     for i, branch in enumerate(branch_names):
-        own_stages, own_tail = (stages, _) if i == 0 else split_stages(name, build())[1:]
-        branches[branch] = nn.Sequential(*own_stages[cut:], own_tail)
+        own = stages if i == 0 else split_stages(name, build().body)[1]
+        branches[branch] = nn.Sequential(*own[cut:], nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
     return BranchedBackbone(trunk, branches, first.feature_dim, branch_at, first.normalisation)
 
 
+@lru_cache(maxsize=64)
 def backbone_cost(backbone: str, branch_at: int, branches: int, image_size: int) -> float:
     """Backbone compute per image of a model with ``branches`` branches, as a multiple of one whole backbone.
 
@@ -117,7 +103,8 @@ def backbone_cost(backbone: str, branch_at: int, branches: int, image_size: int)
 
     from lossensemble.models.backbones import build_backbone
 
-    net = build_branched(backbone, branch_at, ["one"], lambda: build_backbone(backbone)).eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        net = build_branched(backbone, branch_at, ["one"], lambda: build_backbone(backbone)).eval()
     x = torch.zeros(1, 3, image_size, image_size)
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:

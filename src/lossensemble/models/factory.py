@@ -36,6 +36,12 @@ def check_components(cfg: Config) -> None:
     if not name.startswith("timm:") and name not in BACKBONES:
         raise UserError(BACKBONES.unknown_message(name) + " (or timm:<name>)")
     check_branch_at(name, cfg.model.branch_at)
+    if cfg.model.branch_at and getattr(cfg.model, "freeze_backbone", False):
+        raise UserError("model.branch_at copies backbone stages so that each head trains its own; with "
+                        "model.freeze_backbone=true they would stay fixed copies: set one of them back")
+    if cfg.model.branch_at and cfg.weighting.scheme == "gradnorm":
+        raise UserError("weighting.scheme=gradnorm balances the losses' gradients at features every head reads; "
+                        "with model.branch_at each head reads its own branch: choose another scheme")
     if cfg.compression.variant not in VARIANTS:
         raise UserError(f"compression.variant: must be one of {', '.join(VARIANTS)}, got {cfg.compression.variant!r}")
     if cfg.compression.objective not in OBJECTIVES:

@@ -120,10 +120,10 @@ def format_mean_std(stat: Mapping[str, Any] | None, digits: int = 2, signed: boo
 
 
 def format_cost(cost: float | None) -> str:
-    """A training cost as ``"4x"`` (``"1.5x"`` when not whole, ``"-"`` when unknown)."""
+    """A training cost as ``"4x"`` (``"1.94x"`` when not whole, ``"-"`` when unknown)."""
     if cost is None:
         return "-"
-    return f"{cost:.0f}x" if abs(cost - round(cost)) < 1e-9 else f"{cost:.2g}x"
+    return f"{cost:.0f}x" if abs(cost - round(cost)) < 1e-9 else f"{cost:.3g}x"
 
 
 def _metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
