@@ -27,6 +27,7 @@ TITLES = {
     "frozen": "Frozen backbone",
     "serve": "Serving",
     "compile": "Compiled step",
+    "study": "Study: the ensemble against the best single loss at equal compute",
 }
 
 
