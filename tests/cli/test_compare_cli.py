@@ -26,7 +26,8 @@ EXPECTED = ["single-triplet", "single-proxy_nca", "equal", "learned", "uncertain
             "equal-scaled", "learned-noscale", "independent", "independent-compressed", "equal-head-triplet",
             "equal-head-proxy_nca"]
 PLOTS = [*(f"plots/{name}.png" for name in ("recall_at_k", "weights", "losses", "recall1_over_epochs",
-                                            "embedding_map", "retrieval_grid")), "learning_curves.png"]
+                                            "embedding_map", "retrieval_grid", "cost_accuracy")),
+         "learning_curves.png"]
 METRICS = ["recall@1", "recall@2", "recall@4", "recall@8", "nmi", "knn_acc", "map@r", "r_precision"]
 
 

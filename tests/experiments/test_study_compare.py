@@ -118,7 +118,10 @@ def test_learning_curves_png_in_folder_and_report(study):
         img.verify()
     page = (out / "report.html").read_text()
     assert "Validation and test MAP@R and Recall@1 against training steps" in page
-    assert page.count('src="data:image/png;base64,') == 7
+    assert "against training cost" in page
+    with Image.open(out / "plots" / "cost_accuracy.png") as img:
+        img.verify()
+    assert page.count('src="data:image/png;base64,') == 8
 
 
 def test_study_without_validation_classes_is_a_one_line_error(tmp_path, tiny_config, capsys):

@@ -190,7 +190,7 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
                folder: Path, progress: bool = False, projection: str = "tsne") -> dict[str, Figure]:
     """Every plot of the report, by key, with its caption (plots that have no data are left out)."""
     from lossensemble.reporting.plots import plot_curves, plot_embedding_map, plot_history, plot_loss_curves
-    from lossensemble.reporting.plots import plot_learning_curves, plot_recall_at_k
+    from lossensemble.reporting.plots import plot_cost_accuracy, plot_learning_curves, plot_recall_at_k
 
     folder.mkdir(parents=True, exist_ok=True)
     n_seeds = len(comp.seeds)
@@ -223,6 +223,11 @@ def make_plots(comp: Comparison, rows: list[dict[str, Any]], selection: Selectio
         figures["learning_curves"] = Figure(path, f"Validation and test MAP@R and Recall@1 against training steps, "
                                             f"for every trained row ({seed0}; validation classes are held out of "
                                             "the training classes, test classes are unseen).")
+    path = plot_cost_accuracy({r["method"]: r for r in rows}, folder / "cost_accuracy.png")
+    if path is not None:
+        figures["cost"] = Figure(path, f"Recall@1 and MAP@R on the unseen classes against training cost (mean ± std "
+                                 f"over {n_seeds} seed(s)); filled markers need one backbone per query, hollow ones "
+                                 "more (see the query cost column).")
     ens = ensemble.best if ensemble is not None else None
     if ens is not None:
         panels = {}

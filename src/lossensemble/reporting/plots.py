@@ -185,6 +185,38 @@ def plot_learning_curves(
                    path, (5.2, 3.4), title)
 
 
+def plot_cost_accuracy(points: Mapping[str, Mapping[str, object]], path: str | Path,
+                       title: str | None = None) -> Path | None:
+    """Recall@1 and MAP@R against training cost, one marker per method (mean ± std over seeds).
+
+    ``points[method]`` holds ``train_cost``, ``query_cost`` and ``recall@1``/``map@r`` as
+    ``{"mean", "std"}``; filled markers need one backbone per query, hollow ones more. The
+    x axis is logarithmic (costs from 1x to tens of x). None when no method has a cost.
+    """
+    usable = {m: p for m, p in points.items() if p.get("train_cost") and isinstance(p.get("map@r"), Mapping)}
+    if not usable:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, (("recall@1", "Recall@1 (%)"), ("map@r", "MAP@R (%)"))):
+        for i, (method, p) in enumerate(usable.items()):
+            stat = p.get(key) or {}
+            if stat.get("mean") is None:
+                continue
+            style = line_style(i)
+            one = (p.get("query_cost") or 1.0) <= 1.0 + 1e-9
+            ax.errorbar([float(p["train_cost"])], [stat["mean"]], yerr=[stat.get("std") or 0.0], label=method,
+                        color=style["color"], marker=style["marker"], markersize=6, linestyle="none",
+                        markerfacecolor=style["color"] if one else "none", capsize=2)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("train cost (x one single-loss run)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, axes.flat)
+    fig.suptitle(title or "Accuracy against training cost (filled: one backbone per query)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_loss_curves(
     histories: Mapping[str, Sequence[Mapping[str, float]]], path: str | Path, title: str | None = None
 ) -> Path | None:
