@@ -50,13 +50,13 @@ def _signed(values) -> str:
     return text if text == "-" or text.startswith("-") else "+" + text
 
 
-def _plateau(out: Path, seeds: list[int]) -> list[float]:
+def _plateau(runs) -> list[float]:
     """Validation MAP@R gained by ``single-long`` over the last sixth of its run (last two evaluations), per seed."""
     from lossensemble.training.run import read_history
 
     gains = []
-    for seed in seeds:
-        history = out / "single-long" / f"seed{seed}" / "history.csv"
+    for run in runs:
+        history = Path(run.path) / "history.csv"
         if not history.is_file():
             continue
         rows = [r for r in read_history(history) if any(k.startswith("val/") and k.endswith("/map@r") for k in r)]
@@ -112,7 +112,7 @@ def run(args) -> str:
             g = {k: float(np.mean(gains(m.name, "single-long", k))) for k in GOAL}
             verdicts.append((g["map@r"], m.name, g, cost))
     verdicts.sort(reverse=True)
-    plateau = _plateau(out, seeds)
+    plateau = _plateau(comp.results.get("single-long", []))
     body = [
         "Mean ± sample std over seeds " + ", ".join(map(str, seeds)) + "; Δ paired by seed. `*`: the best single "
         "loss chosen on the validation classes (MAP@R). train cost: backbone compute in training as a multiple of "

@@ -52,7 +52,8 @@ def test_study_section_on_a_tiny_study(tmp_path, tiny_config, capsys, monkeypatc
     import json
 
     def map_r(method, seed):  # a single-loss run's ensemble is its one head
-        return json.loads((out / method / f"seed{seed}" / "metrics.json").read_text())["ensemble"]["map@r"]
+        folder = out / method if method != "single-long" else next(out.glob("single-long-*"))
+        return json.loads((folder / f"seed{seed}" / "metrics.json").read_text())["ensemble"]["map@r"]
 
     per_seed = {s: map_r("learned-long", s) - map_r("single-long", s) for s in (0,)}
     import numpy as np

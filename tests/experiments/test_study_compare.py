@@ -77,18 +77,20 @@ def test_rows_costs_and_terminal_table(study):
 @pytest.mark.slow
 def test_long_runs_train_factor_times_the_steps_on_the_validation_choice(study):
     out, _ = study
+    meta = json.loads((out / "comparison.json").read_text())
+    long_run = out / f"single-long-{meta['best_single'].removeprefix('single-')}"  # one folder per chosen loss
     steps = {name: read_history(out / name / "seed0" / "history.csv")[-1]["step"]
-             for name in ("single-triplet", "learned", "single-long", "learned-long")}
-    assert steps == {"single-triplet": 4, "learned": 4, "single-long": 8, "learned-long": 8}
+             for name in ("single-triplet", "learned", long_run.name, "learned-long")}
+    assert steps == {"single-triplet": 4, "learned": 4, long_run.name: 8, "learned-long": 8}
     # the same two evaluations (one per epoch), at twice the steps: the schedule's shape is kept
     assert [r["epoch"] for r in read_history(out / "learned-long" / "seed0" / "history.csv")] == [1, 2]
     val = {loss: last_val(out / f"single-{loss}" / "seed0", f"heads.{loss}") for loss in ("triplet", "proxy_nca")}
     chosen = max(val, key=val.get)
     meta = json.loads((out / "comparison.json").read_text())
     assert meta["best_single"] == f"single-{chosen}" and meta["selection"] == "validation"
-    summary = json.loads((out / "single-long" / "seed0" / "summary.json").read_text())
+    summary = json.loads((long_run / "seed0" / "summary.json").read_text())
     assert [loss["name"] for loss in summary["config"]["losses"]] == [chosen]
-    metrics = json.loads((out / "single-long" / "seed0" / "metrics.json").read_text())
+    metrics = json.loads((long_run / "seed0" / "metrics.json").read_text())
     row = next(r for r in json.loads((out / "results.json").read_text()) if r["method"] == "single-long")
     assert row["map@r"]["mean"] == pytest.approx(metrics[f"heads.{chosen}"]["map@r"])
 

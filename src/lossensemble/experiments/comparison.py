@@ -114,11 +114,13 @@ def run_comparison(
                 comp.results.setdefault(method.name, []).append(result)
     for method in deferred:
         method = _choose_single_long(comp, method)
+        loss = method.embedding.removeprefix("heads.")
         for seed in comp.seeds:
             step += 1
-            say(f"[{step}/{total}] seed {seed}: {method.name} ({method.embedding.removeprefix('heads.')})")
-            res = run_or_reuse(method.name, seed_config(method.cfg, seed), method_folder(comp.out, method.name, seed),
-                               progress)
+            say(f"[{step}/{total}] seed {seed}: {method.name} ({loss})")
+            # one folder per chosen loss: a choice that changes as seeds are added never meets the other's runs
+            res = run_or_reuse(method.name, seed_config(method.cfg, seed),
+                               method_folder(comp.out, f"{method.name}-{loss}", seed), progress)
             comp.results.setdefault(method.name, []).append(_result(method, seed, res))
     for method in comp.methods:  # what the report reads: the first seed's test embeddings, cached
         first = comp.first(method.name)
