@@ -10,7 +10,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 __all__ = [
     "line_style",
@@ -208,6 +208,7 @@ def plot_cost_accuracy(points: Mapping[str, Mapping[str, object]], path: str | P
                         color=style["color"], marker=style["marker"], markersize=6, linestyle="none",
                         markerfacecolor=style["color"] if one else "none", capsize=2)
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.set_xlabel("train cost (x one single-loss run)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
