@@ -191,4 +191,7 @@ def test_bad_student_factor_is_a_one_line_error(tmp_path, tiny_config, capsys):
     rc = main(["compare", "-c", "glyphs-compare", "-o", str(tmp_path / "o"), "--methods", "distilled-shared",
                "--student-labels", "-1", *tiny_config.overrides()])
     assert rc == 2 and "--student-labels: must be a number >= 0" in capsys.readouterr().err.strip().splitlines()[-1]
+    rc = main(["compare", "-c", "glyphs-compare", "-o", str(tmp_path / "o"), "--methods", "learned",
+               "--student-labels", "1", *tiny_config.overrides()])
+    assert rc == 2 and "add distilled-independent or distilled-shared" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -133,3 +133,10 @@ def test_a_branched_teachers_forward_passes_cost_its_backbone_compute(tiny_confi
 def test_branched_needs_a_backbone_with_stages(tiny_config):
     with pytest.raises(UserError, match="branched: partial sharing is available for small_cnn"):
         comparison_methods(tiny_config("model.backbone=mobilenet_v3_small"), ["branched"])
+    with pytest.raises(UserError, match="freeze_backbone"):
+        comparison_methods(tiny_config("model.freeze_backbone=true"), ["branched"])
+    # from the study preset it is left out where it cannot run; the rest of the study stays
+    for cfg in (tiny_config("model.backbone=mobilenet_v3_small", "data.val_fraction=0.25"),
+                tiny_config("model.freeze_backbone=true", "data.val_fraction=0.25")):
+        names = [m.name for m in comparison_methods(cfg, ["study"])]
+        assert "learned-long" in names and not any("branch" in n for n in names)

@@ -100,9 +100,12 @@ def test_config_checks_branch_at(tiny_config):
         check_components(tiny_config("model.branch_at=1", "model.freeze_backbone=true"))
     with pytest.raises(UserError, match="gradnorm"):
         check_components(tiny_config("model.branch_at=1", "weighting.scheme=gradnorm"))
-    for name, count in STAGE_COUNTS.items():  # every listed backbone really splits into that many stages
-        check_branch_at(name, count)
-        build_model(ModelConfig(backbone=name, branch_at=count, embedding_dim=4), ["a"])
+    for name, count in STAGE_COUNTS.items():  # every listed backbone splits into a trunk and a branch that
+        plain = build_backbone(name)            # together are the whole network
+        for k in (1, count):
+            bb = build_model(ModelConfig(backbone=name, branch_at=k, embedding_dim=4), ["a", "b"]).backbone
+            assert _params(bb.body) + _params(bb.branches["a"]) == _params(plain), (name, k)
+            assert _params(bb.branches["a"]) == _params(bb.branches["b"]) > 0
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +142,15 @@ def test_export_of_the_ensemble_keeps_every_branch(branched_run, tmp_path):
     with torch.no_grad():
         want = loaded.model.eval().embed(images, loaded.weights, names=["ensemble"])["ensemble"]
         assert torch.allclose(model(images), want, atol=1e-5)
-    # the description is checked: a branch map that misses an exported head is a one-line error
-    spec["branches"] = [["triplet", "triplet"]]
-    (folder / "config.json").write_text(json.dumps(spec))
-    with pytest.raises(UserError):
-        load_model(folder)
+    # the description is checked field by field: a branch list that misses an exported head, or is not
+    # a list of pairs, is a one-line error naming the field (before any checksum is compared)
+    from lossensemble.inference.layout import check_spec
+
+    for bad in ([["triplet", "triplet"]], {"triplet": "triplet", "proxy_nca": "proxy_nca"}, [["triplet"]]):
+        with pytest.raises(UserError, match="branches"):
+            check_spec({**spec, "branches": bad}, folder / "config.json")
+    with pytest.raises(UserError, match="come together"):
+        check_spec({k: v for k, v in spec.items() if k != "branch_at"}, folder / "config.json")
 
 
 def test_one_head_export_is_reusable_as_model_weights(branched_run, tmp_path):

@@ -28,7 +28,7 @@ def register(sub) -> None:
         description=__doc__.split("\n\n", 1)[1].replace("\n", " "),
     )
     p.add_argument("-c", "--config", required=True, help="config file or packaged name (e.g. glyphs-compare)")
-    p.add_argument("-o", "--output", required=True, help="output folder (runs in OUT/<method>/seed<k>/)")
+    p.add_argument("-o", "--output", required=True, help="output folder (runs in OUT/<method>/seed<k>/; single-long in OUT/single-long-<loss>/seed<k>/)")
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED",
                    help="seeds to train each method with (default: 0 1 2)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
@@ -40,8 +40,8 @@ def register(sub) -> None:
                    help="distilled-independent and distilled-shared train their student network F times the steps "
                         "of a single-loss run (default: 1)")
     p.add_argument("--student-labels", type=float, default=0.0, metavar="W",
-                   help="the distilled students also train on the labels with the best single loss, weighted W "
-                        "against the distance matching (default: 0, distances only)")
+                   help="the distilled students also train on the labels with the seed's best single loss "
+                        "(validation MAP@R), weighted W against the distance matching (default: 0, distances only)")
     p.add_argument("--no-plots", action="store_true", help="tables only (no plots in the report)")
     p.add_argument("--map", choices=("tsne", "pca"), default="tsne",
                    help="2-D projection of the embedding maps (default: tsne; pca is instantaneous)")
@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.student_labels < float("inf"):
         raise UserError(f"--student-labels: must be a number >= 0, got {args.student_labels:g}")
     families = expand_methods(method_values or list(DEFAULT_METHODS))
+    if args.student_labels and not {"distilled-independent", "distilled-shared"} & set(families):
+        raise UserError("--student-labels: applies to the distilled students; add distilled-independent or "
+                        "distilled-shared to --methods")
     methods = comparison_methods(cfg, families, long_factor=args.long_factor, student_factor=args.student_factor,
                                  student_labels=args.student_labels)
     long_used = any(m.factor != 1 or m.kind == "single-long" for m in methods)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from lossensemble.config import Config
@@ -14,6 +15,8 @@ from lossensemble.experiments.methods import (
     expand_methods,
 )
 from lossensemble.experiments.runs import long_config, single_loss_config, with_changes
+
+log = logging.getLogger("lossensemble.experiments")
 
 __all__ = ["PAPER_PRIOR", "METHOD_CHOICES", "DEFAULT_METHODS", "Method", "paper_config", "weighting_config",
            "comparison_methods", "concrete_single_long"]
@@ -98,10 +101,15 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble;
     ``distilled-shared`` needs ``learned`` (its teacher), and the distilled students train
     ``student_factor`` times a single run's steps. Presets
-    (``study``) are expanded. Raises :class:`UserError` for an unknown family, and for
+    (``study``) are expanded; ``branched`` from a preset is left out (logged) where the backbone has no
+    stages or is frozen, asked for by name it is an error there. Raises :class:`UserError` for an unknown family, and for
     ``single-long``/``best-head`` without validation classes (they choose on them).
     """
+    explicit = set(families)
     families = expand_methods(families)
+    if "branched" in families and "branched" not in explicit and _branch_problem(cfg):
+        log.info("--methods %s: leaving out 'branched' (%s)", " ".join(explicit), _branch_problem(cfg))
+        families = [f for f in families if f != "branched"]
     unknown = [f for f in families if f not in METHOD_CHOICES]
     if unknown:
         raise UserError(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(METHOD_CHOICES)}; "
@@ -164,17 +172,27 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     return out
 
 
+def _branch_problem(cfg: Config) -> str | None:
+    """Why ``branched`` cannot run on ``cfg`` (None: it can)."""
+    from lossensemble.models.branching import STAGE_COUNTS
+
+    if cfg.model.branch_at:
+        return f"it sets model.branch_at itself; the config has model.branch_at={cfg.model.branch_at}: set it to 0"
+    if cfg.model.backbone not in STAGE_COUNTS:
+        return f"partial sharing is available for {', '.join(STAGE_COUNTS)}, not {cfg.model.backbone!r}"
+    if cfg.model.freeze_backbone:
+        return "partial sharing trains the copied stages apart, and model.freeze_backbone=true keeps them fixed"
+    return None
+
+
 def _branched_methods(cfg: Config) -> list[Method]:
     """``learned-branch<k>``: the learned ensemble with the backbone's last k stages once per head, every k."""
     from lossensemble.models.branching import STAGE_COUNTS
 
+    problem = _branch_problem(cfg)
+    if problem:
+        raise UserError(f"--methods branched: {problem}")
     backbone = cfg.model.backbone
-    if cfg.model.branch_at:
-        raise UserError(f"--methods branched sets model.branch_at itself; the config has "
-                        f"model.branch_at={cfg.model.branch_at}: set it to 0")
-    if backbone not in STAGE_COUNTS:
-        raise UserError(f"--methods branched: partial sharing is available for {', '.join(STAGE_COUNTS)}, "
-                        f"not {backbone!r}")
     learned = paper_config(cfg)
     return [Method(f"learned-branch{k}", "train", "ensemble", "branched", f"the learned ensemble with the last {k} "
                    f"of {backbone}'s {STAGE_COUNTS[backbone]} stages once per loss (model.branch_at={k}), the rest "

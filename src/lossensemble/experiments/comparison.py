@@ -1,6 +1,7 @@
 """Running a comparison (``lossensemble compare``): every (seed, method) run, trained, reused or derived.
 
-Each method is a normal run folder under the experiment folder (``OUT/<method>/seed<k>``);
+Each method is a normal run folder under the experiment folder (``OUT/<method>/seed<k>``;
+``single-long``: ``OUT/single-long-<loss>/seed<k>``, one folder per chosen loss);
 see :mod:`lossensemble.experiments.runs` for reuse and resume.
 """
 
@@ -87,7 +88,8 @@ def run_comparison(
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> Comparison:
-    """Train or reuse every (seed, method) run under ``out``/<method>/seed<k> and collect their results.
+    """Train or reuse every (seed, method) run under ``out``/<method>/seed<k> (``single-long``:
+    ``out``/single-long-<loss>/seed<k>) and collect their results.
 
     Seeds are the outer loop, so an interrupted comparison has complete seeds first.
     Derived methods (heads, compressed, independent) read the runs they come from. A

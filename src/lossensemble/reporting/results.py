@@ -6,7 +6,7 @@ A row is a plain dict::
      "recall@1": {"mean": 71.2, "std": 0.4}, ...,              # every metric
      "embedding_size": 256, "seconds_per_step": {"mean": ..., "std": ...},
      "query_ms": 0.012,                                        # faiss search per query
-     "train_cost": 1.0,                                        # backbone images trained, x one single-loss run
+     "train_cost": 1.0,                                        # backbone compute trained, x one single-loss run
      "query_cost": 1.0,                                        # backbone compute per query, x one backbone
      "gain": {"recall@1": {"mean": 1.3, "std": 0.5}, ...},     # paired, vs the best single loss
      "best_single": false}
@@ -77,7 +77,7 @@ def comparison_rows(
 
     ``test[method][seed]`` are the test metrics of that method on that seed; gains are
     paired by seed against ``selection.best``. ``train_cost``: backbone images processed
-    in training, as a multiple of one single-loss run
+    in training (weighted by backbone FLOPs for a branched model), as a multiple of one single-loss run
     (:func:`lossensemble.experiments.cost.train_costs`); ``query_cost``: backbone compute to
     embed one query, as a multiple of one backbone (:func:`~lossensemble.experiments.cost.query_costs`).
     """
