@@ -120,8 +120,8 @@ def run(args) -> str:
     body = [
         "Mean ± sample std over seeds " + ", ".join(map(str, seeds)) + "; Δ paired by seed. `*`: the best single "
         "loss chosen on the validation classes (MAP@R). train cost: backbone compute in training as a multiple of "
-        "one single-loss run (heads and losses not counted: see s/step in the compare table); query cost: backbone compute per query as a multiple of one backbone; dim: size of "
-        "the searched embedding.",
+        "one single-loss run (heads and losses not counted: see s/step in the compare table); query cost: "
+        "backbone compute per query as a multiple of one backbone; dim: size of the searched embedding.",
         "",
         *lines,
         "",

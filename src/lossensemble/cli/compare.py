@@ -28,7 +28,8 @@ def register(sub) -> None:
         description=__doc__.split("\n\n", 1)[1].replace("\n", " "),
     )
     p.add_argument("-c", "--config", required=True, help="config file or packaged name (e.g. glyphs-compare)")
-    p.add_argument("-o", "--output", required=True, help="output folder (runs in OUT/<method>/seed<k>/; single-long in OUT/single-long-<loss>/seed<k>/)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (runs in OUT/<method>/seed<k>/; single-long in OUT/single-long-<loss>/seed<k>/)")
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED",
                    help="seeds to train each method with (default: 0 1 2)")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",

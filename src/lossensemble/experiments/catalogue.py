@@ -100,10 +100,10 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     ``single-long``/``learned-long`` train ``long_factor`` times the steps;
     ``best-head`` adds a ``<method>-best-head`` row after every trained ensemble;
     ``distilled-shared`` needs ``learned`` (its teacher), and the distilled students train
-    ``student_factor`` times a single run's steps. Presets
-    (``study``) are expanded; ``branched`` from a preset is left out (logged) where the backbone has no
-    stages or is frozen, asked for by name it is an error there. Raises :class:`UserError` for an unknown family, and for
-    ``single-long``/``best-head`` without validation classes (they choose on them).
+    ``student_factor`` times a single run's steps. Presets (``study``) are expanded;
+    ``branched`` from a preset is left out (logged) where the backbone has no stages or is
+    frozen, and asked for by name it is an error there. Raises :class:`UserError` for an unknown
+    family, and for ``single-long``/``best-head`` without validation classes (they choose on them).
     """
     explicit = set(families)
     families = expand_methods(families)
