@@ -62,6 +62,24 @@ def test_each_head_reads_its_own_branch():
     assert not torch.allclose(heads[0], heads[1])
 
 
+def test_embedding_one_head_runs_only_its_branch():
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(backbone="small_cnn", branch_at=2, embedding_dim=8), HEADS).eval()
+    x = torch.randn(3, 3, 32, 32)
+    calls = []
+    for name in HEADS:
+        model.backbone.branches[name].register_forward_hook(lambda *_, n=name: calls.append(n))
+    full = model.embed(x, [1.0, 1.0, 1.0])
+    assert sorted(calls) == sorted(HEADS)
+    calls.clear()
+    one = model.embed(x, [1.0, 1.0, 1.0], names=["heads.b"])
+    assert calls == ["b"] and list(one) == ["heads.b"]
+    assert torch.allclose(one["heads.b"], full["heads.b"], atol=1e-6)
+    calls.clear()
+    model.embed(x, [1.0, 1.0, 1.0], names=["heads.a", "ensemble"])  # the ensemble needs every branch
+    assert sorted(calls) == sorted(HEADS)
+
+
 def test_branches_start_from_their_own_draw_or_the_same_weights(tmp_path):
     torch.manual_seed(2)
     model = build_model(ModelConfig(backbone="small_cnn", branch_at=3), ["a", "b"])

@@ -19,7 +19,7 @@ and from ``model.weights`` every branch starts from the same pretrained weights.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 from torch import nn
@@ -64,9 +64,15 @@ class BranchedBackbone(Backbone):
         i = self.branch_names.index(name)
         return slice(i * self.branch_dim, (i + 1) * self.branch_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, only: Collection[str] | None = None) -> torch.Tensor:
+        """The features of every branch; with ``only``, branches not named are not run and their part is zeros."""
         shared = self.body(x)
-        return torch.cat([branch(shared) for branch in self.branches.values()], dim=1)
+        parts = {n: branch(shared) for n, branch in self.branches.items() if only is None or n in only}
+        if len(parts) < len(self.branches):
+            like = next(iter(parts.values())) if parts else shared.new_zeros(shared.shape[0], self.branch_dim)
+            parts = {n: parts[n] if n in parts else like.new_zeros(like.shape[0], self.branch_dim)
+                     for n in self.branches}
+        return torch.cat([parts[n] for n in self.branches], dim=1)
 
 
 def build_branched(name: str, branch_at: int, branch_names: Sequence[str],

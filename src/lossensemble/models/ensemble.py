@@ -203,8 +203,15 @@ class EnsembleModel(nn.Module):
     @torch.no_grad()
     def embed(self, x: torch.Tensor, weights: torch.Tensor | Sequence[float],
               names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """All retrieval embeddings of a batch (or those in ``names``): heads, ``ensemble``, ``compressed``."""
-        return self.embeddings_from_features(self.forward_features(x), weights, names)
+        """All retrieval embeddings of a batch (or those in ``names``): heads, ``ensemble``, ``compressed``.
+
+        With a branched backbone and only heads named, only their branches run (one head: one backbone).
+        """
+        only = None
+        if self.branch_of and names is not None and not {"ensemble", "compressed"} & set(names):
+            only = {self.branch_of[n[6:]] for n in names if n.startswith("heads.") and n[6:] in self.branch_of}
+        feats = self.backbone(x, only=only) if only is not None else self.forward_features(x)
+        return self.embeddings_from_features(feats, weights, names)
 
     def embed_fn(self, weights: torch.Tensor | Sequence[float], amp: bool = False,
                  names: Sequence[str] | None = None) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
