@@ -116,13 +116,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.student_labels < float("inf"):
         raise UserError(f"--student-labels: must be a number >= 0, got {args.student_labels:g}")
     families = expand_methods(method_values or list(DEFAULT_METHODS))
-    if args.student_labels and not {"distilled-independent", "distilled-shared"} & set(families):
-        raise UserError("--student-labels: applies to the distilled students; add distilled-independent or "
-                        "distilled-shared to --methods")
     methods = comparison_methods(cfg, families, long_factor=args.long_factor, student_factor=args.student_factor,
                                  student_labels=args.student_labels)
     long_used = any(m.factor != 1 or m.kind == "single-long" for m in methods)
     distilled = any(m.kind == "distilled" for m in methods)
+    if args.student_labels and not distilled:
+        raise UserError("--student-labels: applies to the distilled students; add distilled-independent or "
+                        "distilled-shared to --methods")
     student_used = args.student_factor != 1 and distilled
     out = Path(args.output)
     check_writable(out)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     command = reproduce_command(args.config, out, seeds, method_values, list(args.overrides) + extra + extra2,
                                 args.long_factor if long_used else None,
                                 args.student_factor if student_used else None,
-                                args.student_labels if distilled and args.student_labels else None)
+                                args.student_labels or None)
     report = report_comparison(comp, command=command, plots=not args.no_plots,
                                elapsed_seconds=time.perf_counter() - start, projection=args.map)
     print()

@@ -75,9 +75,9 @@ class ModelConfig:
     # data.augment=none its features are computed once per image and cached (feature_cache).
     freeze_backbone: bool = False
     feature_cache: bool = True
-    # Partial sharing: the backbone's last `branch_at` stages copied once per head that owns parameters (a
-    # loss sharing another's head shares its branch) (0 = one shared
-    # backbone; small_cnn has 3 stages after its stem, the torchvision ResNets 4).
+    # Partial sharing: the backbone's last `branch_at` stages copied once per head that owns parameters
+    # (a loss sharing another's head shares its branch); 0 = one shared backbone. small_cnn has 3
+    # stages after its stem, the torchvision ResNets 4.
     branch_at: int = 0
 
 

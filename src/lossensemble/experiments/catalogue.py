@@ -107,8 +107,9 @@ def comparison_methods(cfg: Config, families: list[str] | tuple[str, ...] = DEFA
     """
     explicit = set(families)
     families = expand_methods(families)
-    if "branched" in families and "branched" not in explicit and _branch_problem(cfg):
-        log.info("--methods %s: leaving out 'branched' (%s)", " ".join(explicit), _branch_problem(cfg))
+    problem = _branch_problem(cfg) if "branched" in families and "branched" not in explicit else None
+    if problem:
+        log.info("--methods %s: leaving out 'branched' (%s)", " ".join(explicit), problem)
         families = [f for f in families if f != "branched"]
     unknown = [f for f in families if f not in METHOD_CHOICES]
     if unknown:

@@ -13,8 +13,9 @@ teacher's training (the single-loss runs for the independent ensemble, the ``sou
 for a shared ensemble) plus its own: ``student_factor`` (its steps x batch size / the unit)
 for the student's backbone, plus the teacher's forward passes on the student's batches,
 ``student_factor`` per teacher backbone (m for the independent ensemble, 1 for a shared
-one, its backbone compute for a branched one). Those forward passes count as whole images although they need no backward pass
-(about a third of a training step's compute), so the teacher's share is an upper bound.
+one, its backbone compute for a branched one). Those forward passes count as whole images
+although they need no backward pass (about a third of a training step's compute), so the
+teacher's share is an upper bound.
 
 A run with a branched backbone (``model.branch_at``) processes each image through the shared
 trunk once and through every branch: its images are weighted by its backbone compute per
@@ -109,9 +110,11 @@ def train_costs(methods: Sequence, cfg: Config) -> dict[str, float | None]:
         elif m.kind in ("independent", "independent-compressed"):
             value = singles(seen + (name,))
         elif m.kind == "distilled":
-            source = by_name.get(m.source) if m.source else None
-            backbones = ((backbone_multiple(source.cfg) if source is not None and source.cfg is not None else 1.0)
-                         if m.source else sum(s.group == "single" for s in methods))
+            if m.source:  # a shared teacher: one (possibly branched) backbone
+                source = by_name.get(m.source)
+                backbones = backbone_multiple(source.cfg) if source is not None and source.cfg is not None else 1.0
+            else:  # the independent ensemble: one backbone per single-loss model
+                backbones = sum(s.group == "single" for s in methods)
             teacher = cost(m.source, seen + (name,)) if m.source else singles(seen + (name,))
             value = None if teacher is None else teacher + float(m.student_factor) * (1 + backbones)
         else:  # heads, best-head, compressed: the source run's cost

@@ -125,8 +125,8 @@ def evaluate_distilled(name: str, teacher_runs: Sequence[Path], teacher_embeddin
     the independent ensemble); the student is the single-loss config (``cfg``: this seed's
     config) of the best single loss (:func:`best_single` over ``single_runs``), trained by
     :func:`lossensemble.compression.train_student` for ``factor`` times a single run's steps
-    (with ``labels`` > 0 also on the labels with that loss, at that weight) into ``folder``, a run folder whose embedding is ``heads.<loss>`` (``summary.json``'s
-    ``embedding``). Reused while its teacher runs, single-loss runs and settings are the same.
+    (with ``labels`` > 0 also on the labels with that loss, at that weight) into ``folder``,
+    a run folder whose embedding is ``heads.<loss>`` (``summary.json``'s ``embedding``). Reused while its teacher runs, single-loss runs and settings are the same.
     """
     paths = RunPaths(Path(folder))
     sources = [str(Path(p)) for p in teacher_runs] + [str(Path(p)) for p in single_runs]

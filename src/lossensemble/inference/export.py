@@ -119,8 +119,7 @@ def export_model(
         "output_dim": output_dim,
         "distance": "cosine",
         "backbone": backbone_name,
-        "feature_dim": int(model.backbone.branch_dim * len({b for _, b in branches}) if branches
-                           else model.backbone.feature_dim),
+        "feature_dim": int(model.backbone.branch_dim * len(kept) if branches else model.backbone.feature_dim),
         # model.branch_at > 0: [head, backbone branch] pairs of the exported heads (only those branches are
         # exported; the features hold them in the order they first appear)
         **({"branch_at": int(model.backbone.branch_at), "branches": branches} if branches else {}),

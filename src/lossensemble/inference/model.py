@@ -83,7 +83,7 @@ class InferenceModel(EnsembleModel):
         if branches:  # a model trained with model.branch_at: the exported heads' branches only
             from lossensemble.models.branching import build_branched
 
-            owners = list(dict.fromkeys(b for _, b in spec["branches"]))
+            owners = list(dict.fromkeys(branches.values()))
             backbone = build_branched(spec["backbone"], int(spec["branch_at"]), owners,
                                       lambda: build_backbone(spec["backbone"], pretrained=False, weights=None))
         else:

@@ -3,17 +3,17 @@
 Between the paper's shared backbone (every head reads the same features) and independent
 models (nothing shared) lies a family of networks: the first stages shared, the last
 ``branch_at`` stages copied once per head (a loss that shares another loss's head shares
-its branch too). ``branch_at=0`` is the shared backbone;
-the largest value leaves only the stem shared, which is nearly an independent
-ensemble at nearly its cost. A branch's head alone (stem + trunk + its branch) is
-exactly one backbone at query time.
+its branch too). ``branch_at=0`` is the shared backbone; the largest value leaves only the
+stem shared, which is nearly an independent ensemble at nearly its cost. A branch's head
+alone (stem + trunk + its branch) is exactly one backbone at query time.
 
-Written here because torchvision and timm build single networks only. The stages are
-cut along the networks' own structure (:func:`~lossensemble.models.backbones.split_stages`;
-:data:`STAGE_COUNTS` lists the supported backbones): ``small_cnn`` is a stem (its first conv block) and 3 stages, the torchvision
-ResNets a stem and ``layer1``-``layer4``. Each branch's stages come from a separately
-built backbone, so from random initialisation every branch starts from its own draw,
-and from ``model.weights`` every branch starts from the same pretrained weights.
+Written here because torchvision and timm build single networks only. The stages are cut
+along the networks' own structure (:func:`~lossensemble.models.backbones.split_stages`;
+:data:`STAGE_COUNTS` lists the supported backbones): ``small_cnn`` is a stem (its first conv
+block) and 3 stages, the torchvision ResNets a stem and ``layer1``-``layer4``. Each branch's
+stages come from a separately built backbone, so from random initialisation every branch
+starts from its own draw, and from ``model.weights`` or ``model.pretrained`` every branch
+starts from the same pretrained weights.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from torch import nn
 
 from lossensemble.models.backbones import Backbone, build_backbone, freeze_batchnorm
 
-__all__ = ["EnsembleModel", "build_heads", "branch_owners", "ensemble_embedding", "independent_embedding", "build_model"]
+__all__ = ["EnsembleModel", "build_heads", "branch_owners", "ensemble_embedding", "independent_embedding",
+           "build_model"]
 
 
 def ensemble_embedding(heads: Sequence[torch.Tensor], weights: torch.Tensor | Sequence[float]) -> torch.Tensor:
